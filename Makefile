@@ -1,0 +1,55 @@
+# The book's commands. Everything runs inside .venv, built from requirements.lock.
+#   make lab    build .venv if needed, then open the book in JupyterLab
+#   make test   build .venv if needed, then run every test and every notebook (SMOKE mode)
+#   make book   execute every chapter in FULL mode into _build/ (notebooks, HTML, summary table)
+#   make clean  remove .venv, _build/ and caches (downloaded data stays in the cache folder)
+#   make lock   re-resolve the dependencies of pyproject.toml into requirements.lock
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lock-sha256
+LOCKS  := requirements.lock requirements-nodeps.lock pyproject.toml
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+# JupyterLab refuses to start as root (as in many containers and CI) unless told to.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+CHAPTERS ?=
+PYTEST_ARGS ?=
+
+.PHONY: lab test book clean lock env
+
+# Rebuild .venv from scratch when it is missing or when a lock file changed since it was built.
+$(STAMP): $(LOCKS)
+	@if [ -d $(VENV) ] && ! sha256sum --check --status $(STAMP) 2>/dev/null; then \
+	    echo "lock files changed (or .venv is incomplete): rebuilding $(VENV)"; rm -rf $(VENV); fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@sha256sum $(LOCKS) > $(STAMP)
+	@echo "$(VENV) is ready: $$($(BIN)/python --version), packages from requirements.lock"
+
+env: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=chapters --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+book: $(STAMP)
+	$(BIN)/python -m bigmodel_utils.book run $(CHAPTERS)
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet .
+	{ head -n 3 requirements.lock; .lock-venv/bin/python -m pip freeze --exclude bigmodel-utils | sort -f; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv build *.egg-info
+	@echo "requirements.lock updated: run 'make test', then commit it"
+
+clean:
+	rm -rf $(VENV) _build .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,385 @@
+"""Executing the book: ``python -m bigmodel_utils.book run [--smoke] [CHAPTER ...]``.
+
+Each chapter runs in its own papermill process with a wall-clock limit (the kernel is killed with
+it), writes its executed copy to ``_build/notebooks/`` and an HTML rendering to ``_build/html/``.
+A failing chapter is reported with its failing cell and the run goes on with the others; the exit
+status is non-zero if any failed. The summary table (``_build/summary.md`` and ``.json``) lists
+each chapter's wall time and the key results it recorded with :func:`record`::
+
+    from bigmodel_utils.book import record
+    record("test_accuracy", acc)   # in a chapter: shows up in the summary table
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bigmodel_utils.paths import BUILD_DIR, CHAPTERS_DIR, SOLUTIONS_DIR
+
+RESULTS_ENV = "BIGMODEL_RESULTS"
+DEFAULT_TIMEOUT = {True: 900, False: 1800}  # seconds per notebook: smoke, full
+
+
+# --- recording results from inside a chapter --------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # NumPy / TensorFlow scalars
+        value = value.item()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a recorded result must be finite, got {value}")
+        return value
+    raise TypeError(f"record() takes numbers, strings or booleans, got {type(value).__name__}")
+
+
+def record(key: str, value: Any) -> Any:
+    """Record one key result of the running chapter for the book's summary table.
+
+    Outside the runner (a learner in JupyterLab) this only returns ``value``. Under the runner,
+    ``$BIGMODEL_RESULTS`` names a JSON file that collects every recorded key.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError("record() needs a non-empty string key")
+    value = _jsonable(value)
+    path = os.environ.get(RESULTS_ENV)
+    if path:
+        p = Path(path)
+        data = json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+        data[key] = value
+        tmp = p.with_suffix(".part")
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(p)
+    return value
+
+
+# --- finding chapters ---------------------------------------------------------------------------
+
+
+def chapter_paths(include_solutions: bool = False) -> list[Path]:
+    """Every chapter notebook in order, then (optionally) every solutions notebook."""
+    paths = sorted(p for p in CHAPTERS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if include_solutions:
+        paths += sorted(p for p in SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return paths
+
+
+def resolve_chapters(specs: list[str], include_solutions: bool = False) -> list[Path]:
+    """Turn ``["00", "03_data", "chapters/05_cnn.ipynb"]`` into notebook paths; unknown -> ValueError."""
+    if not specs:
+        return chapter_paths(include_solutions)
+    every = chapter_paths(include_solutions=True)
+    out: list[Path] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.suffix == ".ipynb" and p.is_file():
+            out.append(p.resolve())
+            continue
+        matches = [c for c in every if c.parent == CHAPTERS_DIR and (c.stem == spec or c.stem.split("_")[0] == spec)]
+        if include_solutions:
+            matches += [c for c in every if c.parent == SOLUTIONS_DIR and (c.stem == spec or c.stem.split("_")[0] == spec)]
+        if not matches:
+            known = ", ".join(c.stem for c in chapter_paths())
+            raise ValueError(f"no chapter matches {spec!r}; give a number ('03'), a name or a path. Chapters: {known}")
+        out.extend(matches)
+    return out
+
+
+# --- running one notebook -------------------------------------------------------------------------
+
+
+@dataclass
+class ChapterResult:
+    """The outcome of executing one notebook."""
+
+    name: str
+    path: str
+    ok: bool
+    seconds: float
+    smoke: bool
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    failing_cell: int | None = None
+    output: str | None = None
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"ok in {self.seconds:.1f} s"
+        where = f" in cell {self.failing_cell}" if self.failing_cell is not None else ""
+        return f"FAILED{where} after {self.seconds:.1f} s: {self.error}"
+
+
+def _first_error(notebook_path: Path) -> tuple[int | None, str | None]:
+    """(index of the first code cell with an error output, 'Name: message') from an executed notebook."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook_path, as_version=4)
+    except Exception:  # noqa: BLE001 - a missing or half-written notebook has no cell to blame
+        return None, None
+    code_index = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue  # count code cells as they are in the source notebook
+        code_index += 1
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                if out.get("ename") == "PapermillExecutionError":
+                    continue
+                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return code_index, f"{out.get('ename')}: {out.get('evalue')} (code cell {code_index}: {first_line[:60]!r})"
+    return None, None
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill papermill and everything it started. jupyter_client starts each kernel in a session of
+    its own, so killing papermill's process group alone would leave the kernel running."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=10)
+    proc.wait()
+
+
+def run_notebook(
+    path: str | Path,
+    output_dir: str | Path = BUILD_DIR / "notebooks",
+    *,
+    smoke: bool,
+    timeout: float | None = None,
+    parameters: dict[str, Any] | None = None,
+    kernel: str = "python3",
+) -> ChapterResult:
+    """Execute one notebook with papermill in a child process, within ``timeout`` seconds.
+
+    The notebook runs in its own folder; ``SMOKE`` is passed both as a papermill parameter and as
+    ``$BIGMODEL_SMOKE``. On a timeout the whole process group (papermill and its kernel) is killed.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook not found: {path}")
+    timeout = DEFAULT_TIMEOUT[bool(smoke)] if timeout is None else timeout
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out_nb = output_dir / path.name
+    results_file = output_dir / f"{path.stem}.results.json"
+    for stale in (out_nb, results_file):
+        stale.unlink(missing_ok=True)
+
+    params = {"SMOKE": bool(smoke), **(parameters or {})}
+    cmd = [sys.executable, "-m", "papermill", str(path), str(out_nb), "--kernel", kernel, "--cwd", str(path.parent),
+           "--no-progress-bar", "--log-level", "ERROR"]
+    for key, value in params.items():
+        cmd += ["-p", key, str(value)] if isinstance(value, (bool, int, float)) else ["-r", key, str(value)]
+    env = dict(os.environ, BIGMODEL_SMOKE="1" if smoke else "0", **{RESULTS_ENV: str(results_file)})
+    env.setdefault("PYTHONUNBUFFERED", "1")
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        output, timed_out = (proc.stdout.read() if proc.stdout else ""), True
+    seconds = time.perf_counter() - start
+
+    results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
+    name = path.stem if path.parent.name != "solutions" else f"solutions/{path.stem}"
+    if timed_out:
+        cell, _ = _first_error(out_nb)
+        return ChapterResult(name, str(path), False, seconds, smoke, results,
+                             f"timed out after {timeout:.0f} s (raise --timeout, or run it with --smoke)", cell, output)
+    if proc.returncode != 0:
+        cell, err = _first_error(out_nb)
+        if err is None:
+            tail = [line for line in (output or "").strip().splitlines() if line.strip()][-1:] or ["no output"]
+            err = f"papermill exited with status {proc.returncode}: {tail[0]}"
+        return ChapterResult(name, str(path), False, seconds, smoke, results, err, cell, output)
+    return ChapterResult(name, str(path), True, seconds, smoke, results, output=output)
+
+
+# --- HTML, summary, index ---------------------------------------------------------------------------
+
+
+def render_html(executed: str | Path, html_dir: str | Path, name: str | None = None) -> Path:
+    """Render an executed notebook to a standalone HTML page ``html_dir/name`` (default: its stem)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    executed = Path(executed)
+    html_dir = Path(html_dir)
+    html_dir.mkdir(parents=True, exist_ok=True)
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    target = html_dir / (name or f"{executed.stem}.html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def _title(path: Path) -> str:
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001
+        return path.stem
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_summary(results: list[ChapterResult], build_dir: str | Path = BUILD_DIR) -> tuple[Path, Path]:
+    """Merge ``results`` into ``summary.json`` and rewrite ``summary.md`` and ``html/index.html``."""
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = build_dir / "summary.json", build_dir / "summary.md"
+    rows: dict[str, dict] = {}
+    if json_path.exists():
+        try:
+            rows = {r["name"]: r for r in json.loads(json_path.read_text(encoding="utf-8"))["chapters"]}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            rows = {}
+    for r in results:
+        row = asdict(r)
+        row.pop("output", None)
+        row["title"] = _title(Path(r.path))
+        row["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        rows[r.name] = row
+    ordered = [rows[k] for k in sorted(rows)]
+    meta = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+    json_path.write_text(json.dumps({"machine": meta, "chapters": ordered}, indent=1, ensure_ascii=False), encoding="utf-8")
+
+    lines = ["| chapter | mode | status | wall time | key results |", "|---|---|---|---|---|"]
+    for r in ordered:
+        keys = "; ".join(f"{k} = {_fmt(v)}" for k, v in r["results"].items()) or "–"
+        status = "ok" if r["ok"] else f"failed: {r['error']}"
+        lines.append(f"| {r['name']} {r['title']} | {'smoke' if r['smoke'] else 'full'} | {status} | {r['seconds']:.0f} s | {keys} |")
+    total = sum(r["seconds"] for r in ordered)
+    lines.append(f"\nTotal {total / 60:.1f} min on {meta['cpu_count']} CPU cores, Python {meta['python']}.")
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_index(ordered, build_dir / "html")
+    return md_path, json_path
+
+
+def _write_index(rows: list[dict], html_dir: Path) -> Path:
+    import html
+
+    html_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for r in rows:
+        stem = Path(r["path"]).stem
+        link = f"{'solutions-' if r['name'].startswith('solutions/') else ''}{stem}.html"
+        keys = "; ".join(f"{k} = {_fmt(v)}" for k, v in r["results"].items())
+        status = "" if r["ok"] else " <strong>(failed)</strong>"
+        items.append(
+            f"<li><a href='{html.escape(link)}'>{html.escape(r['name'])} {html.escape(r['title'])}</a>{status}"
+            f" <small>{r['seconds']:.0f} s {'smoke' if r['smoke'] else 'full'}; {html.escape(keys)}</small></li>"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>bigmodel: the book</title></head>"
+        "<body><h1>bigmodel</h1><p>From “what is a large model?” to a served BERT, on a laptop CPU.</p>"
+        f"<ol>{''.join(items)}</ol></body></html>"
+    )
+    target = html_dir / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def run_book(
+    chapters: list[Path],
+    *,
+    smoke: bool,
+    timeout: float | None = None,
+    build_dir: str | Path = BUILD_DIR,
+    html: bool = True,
+) -> list[ChapterResult]:
+    """Run ``chapters`` one after another, printing a progress line for each; never stops early."""
+    build_dir = Path(build_dir)
+    results = []
+    for i, path in enumerate(chapters, 1):
+        sub = "solutions" if path.parent.name == "solutions" else "notebooks"
+        label = f"[{i}/{len(chapters)}] {'solutions/' if sub == 'solutions' else ''}{path.stem}"
+        print(f"{label} ... running ({'smoke' if smoke else 'full'})", flush=True)
+        r = run_notebook(path, build_dir / sub, smoke=smoke, timeout=timeout)
+        if html and (build_dir / sub / path.name).exists():
+            try:
+                prefix = "solutions-" if sub == "solutions" else ""
+                render_html(build_dir / sub / path.name, build_dir / "html", f"{prefix}{path.stem}.html")
+            except Exception as exc:  # noqa: BLE001 - a rendering problem must not hide the run's result
+                print(f"    (HTML rendering failed: {exc})")
+        print(f"{label} ... {r.describe()}", flush=True)
+        results.append(r)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.book", description="Execute the book's chapters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute chapters with papermill into _build/")
+    run.add_argument("chapters", nargs="*", metavar="CHAPTER", help="numbers ('03'), names or paths; default: all")
+    run.add_argument("--smoke", action="store_true", help="SMOKE mode: small data, few epochs")
+    run.add_argument("--solutions", action="store_true", help="also run the worked solutions")
+    run.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default 1800 full, 900 smoke)")
+    run.add_argument("--build-dir", default=str(BUILD_DIR), help="output folder (default _build/)")
+    run.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
+    args = parser.parse_args(argv)
+    try:
+        chapters = resolve_chapters(args.chapters, include_solutions=args.solutions)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not chapters:
+        print("error: no chapters found in chapters/", file=sys.stderr)
+        return 2
+    results = run_book(chapters, smoke=args.smoke, timeout=args.timeout, build_dir=args.build_dir, html=not args.no_html)
+    md, js = write_summary(results, args.build_dir)
+    failed = [r for r in results if not r.ok]
+    print(f"\n{len(results) - len(failed)}/{len(results)} notebooks ok; summary: {md} and {js}")
+    for r in failed:
+        print(f"FAILED {r.name}: {r.describe()}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

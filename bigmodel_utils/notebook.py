@@ -1,0 +1,193 @@
+"""The set-up every chapter runs first (introduced in chapter 00).
+
+A chapter's first code cells look like this::
+
+    # parameters  (the cell tagged "parameters": papermill replaces these values)
+    SMOKE = None   # None: read BIGMODEL_SMOKE from the environment
+    SEED = 0
+
+    # the next cell: everything derived from the parameters
+    from bigmodel_utils.notebook import setup_notebook
+    nb = setup_notebook(seed=SEED, smoke=SMOKE)
+    SMOKE = nb.smoke
+
+``setup_notebook`` silences TensorFlow's start-up log (once, here, not in every notebook), seeds
+Python, NumPy and TensorFlow, turns on deterministic ops, and sets plot defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+
+SMOKE_ENV = "BIGMODEL_SMOKE"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def smoke_from_env(default: bool = False) -> bool:
+    """Read the SMOKE flag from ``$BIGMODEL_SMOKE`` ("1"/"true"/"yes" or "0"/"false"/"no").
+
+    SMOKE mode runs every chapter on a small slice of data with few epochs, so that CI executes
+    the whole book in minutes. It changes how much the code does, never what it does.
+    """
+    raw = os.environ.get(SMOKE_ENV)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f"{SMOKE_ENV}={raw!r} is not a yes/no value; use {SMOKE_ENV}=1 for SMOKE mode "
+        f"or {SMOKE_ENV}=0 (or leave it unset) for the full chapter"
+    )
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's start-up noise, once, for the whole notebook.
+
+    Sets the environment before TensorFlow is imported, then imports it and initialises its devices
+    with the process's C-level stderr pointed at /dev/null for that moment only: TensorFlow 2.21
+    prints "All log messages before absl::InitializeLog()…", oneDNN and CUDA-probe lines there
+    unconditionally. Python exceptions are unaffected, and later C++ errors are still shown.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # identical results run to run on CPU
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    import logging
+
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):  # no real fd 2 (some embedded consoles): skip
+        saved = None
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device probing logs once, here
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:  # pragma: no cover - absl comes with TensorFlow
+        pass
+
+
+def plot_defaults() -> None:
+    """Readable, consistent matplotlib defaults for the book's figures."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 100,
+            "savefig.dpi": 120,
+            "savefig.bbox": "tight",
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "font.size": 10,
+        }
+    )
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; optionally make TensorFlow ops deterministic.
+
+    ``keras.utils.set_random_seed`` seeds Python's ``random``, NumPy and the backend in one call.
+    ``tf.config.experimental.enable_op_determinism`` makes the same program give the same numbers
+    run after run (at some cost in speed on GPUs).
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+@dataclass
+class NotebookSettings:
+    """What ``setup_notebook`` decided; ``nb.smoke`` is the flag chapters branch on."""
+
+    seed: int
+    smoke: bool
+    deterministic: bool
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        """Seconds since ``setup_notebook`` ran (a chapter reports its own wall time)."""
+        return time.perf_counter() - self.started
+
+    def __str__(self) -> str:
+        mode = "SMOKE (small data, few epochs)" if self.smoke else "FULL (the real lesson)"
+        return (
+            f"mode: {mode} | seed: {self.seed} | deterministic ops: {self.deterministic} | "
+            f"Python {platform.python_version()}"
+        )
+
+
+def setup_notebook(
+    seed: int = 0,
+    smoke: bool | None = None,
+    *,
+    deterministic: bool = True,
+    tensorflow: bool = True,
+    verbose: bool = True,
+) -> NotebookSettings:
+    """Prepare a chapter: quiet logs, seeds, determinism, plot style and the SMOKE flag.
+
+    Args:
+        seed: the seed for Python, NumPy and TensorFlow.
+        smoke: ``True``/``False`` to force a mode; ``None`` reads ``$BIGMODEL_SMOKE``, so that
+            ``BIGMODEL_SMOKE=1 pytest --nbval-lax`` and ``papermill -p SMOKE True`` take the same
+            short path.
+        deterministic: turn on TensorFlow's op determinism.
+        tensorflow: set to ``False`` in a chapter that never uses TensorFlow (skips its import).
+        verbose: print one line saying what was set.
+    """
+    if smoke is None:
+        smoke = smoke_from_env()
+    elif not isinstance(smoke, bool):
+        raise ValueError(f"smoke must be True, False or None, got {smoke!r}")
+    if tensorflow:
+        seed_everything(seed, deterministic=deterministic)  # imports TensorFlow quietly first
+    else:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        import numpy as np
+
+        random.seed(seed)
+        np.random.seed(seed)
+        deterministic = False
+    plot_defaults()
+    settings = NotebookSettings(seed=seed, smoke=smoke, deterministic=deterministic)
+    if verbose:
+        print(settings)
+    return settings

@@ -1,0 +1,32 @@
+"""Where things live: the repository, the chapters, the data manifest and the data cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The repository root (the folder that holds ``pyproject.toml``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS_DIR = REPO_ROOT / "chapters"
+SOLUTIONS_DIR = CHAPTERS_DIR / "solutions"
+MANIFEST_PATH = REPO_ROOT / "data" / "registry.json"
+LOCK_PATH = REPO_ROOT / "requirements.lock"
+NODEPS_LOCK_PATH = REPO_ROOT / "requirements-nodeps.lock"
+BUILD_DIR = REPO_ROOT / "_build"
+
+
+def data_dir() -> Path:
+    """The cache folder for downloaded data and trained weights (chapter 00).
+
+    ``$BIGMODEL_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/bigmodel``, else ``~/.cache/bigmodel``.
+    The folder is created on first use. It lives outside the repository, so nothing downloaded
+    ever ends up in git.
+    """
+    override = os.environ.get("BIGMODEL_DATA_DIR")
+    if override:
+        path = Path(override).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(base).expanduser() / "bigmodel"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,182 @@
+"""The download path against a real HTTP server on 127.0.0.1: good, corrupted, unreachable."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from bigmodel_utils.data import (
+    ChecksumError,
+    DownloadError,
+    OfflineError,
+    Registry,
+    download,
+    fetch,
+    sha256_file,
+)
+from conftest import sha256_bytes
+
+PAYLOAD = b"digit,label\n" + b"0,1\n" * 5000
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_good_file_is_downloaded_verified_and_cached(http_root, data_cache):
+    root, base = http_root
+    (root / "good.csv").write_bytes(PAYLOAD)
+    dest = data_cache / "sub" / "good.csv"
+    got = download(f"{base}/good.csv", dest, sha256_bytes(PAYLOAD), len(PAYLOAD), quiet=True)
+    assert got == dest and dest.read_bytes() == PAYLOAD
+    assert _leftovers(data_cache) == ["good.csv"]  # no temporary file left
+    (root / "good.csv").unlink()  # a cache hit must not touch the network
+    assert download(f"{base}/good.csv", dest, sha256_bytes(PAYLOAD), quiet=True) == dest
+
+
+def test_corrupted_download_is_rejected_and_leaves_nothing(http_root, data_cache):
+    root, base = http_root
+    (root / "bad.csv").write_bytes(PAYLOAD[:-1] + b"X")  # one byte flipped
+    dest = data_cache / "bad.csv"
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        download(f"{base}/bad.csv", dest, sha256_bytes(PAYLOAD), len(PAYLOAD), quiet=True, backoff=0)
+    assert not dest.exists()
+    assert _leftovers(data_cache) == []
+
+
+def test_oversize_download_is_cut_off(http_root, data_cache):
+    root, base = http_root
+    (root / "big.bin").write_bytes(PAYLOAD * 4)
+    with pytest.raises(ChecksumError, match="more than the expected"):
+        download(f"{base}/big.bin", data_cache / "big.bin", sha256_bytes(PAYLOAD), len(PAYLOAD), quiet=True)
+    assert _leftovers(data_cache) == []
+
+
+def test_corrupt_cached_file_is_replaced(http_root, data_cache):
+    root, base = http_root
+    (root / "f.csv").write_bytes(PAYLOAD)
+    dest = data_cache / "f.csv"
+    data_cache.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"damaged")
+    download(f"{base}/f.csv", dest, sha256_bytes(PAYLOAD), quiet=True)
+    assert sha256_file(dest) == sha256_bytes(PAYLOAD)
+
+
+def test_unreachable_server_retries_then_raises(data_cache):
+    url = f"http://127.0.0.1:{_free_port()}/nothing.csv"  # nobody listens there
+    with pytest.raises(DownloadError, match="after 2 attempt"):
+        download(url, data_cache / "x.csv", "0" * 64, retries=2, backoff=0, timeout=2, quiet=True)
+    assert _leftovers(data_cache) == []
+
+
+def test_http_404_is_not_retried(http_root, data_cache):
+    _, base = http_root
+    with pytest.raises(DownloadError, match="after 1 attempt"):
+        download(f"{base}/missing.csv", data_cache / "m.csv", "0" * 64, retries=3, backoff=0, quiet=True)
+
+
+@pytest.mark.parametrize("kwargs", [{"retries": 0}, {"timeout": 0}])
+def test_download_rejects_bad_arguments(kwargs, data_cache):
+    with pytest.raises(ValueError):
+        download("http://127.0.0.1/x", data_cache / "x", "0" * 64, **kwargs)
+
+
+def _manifest(tmp_path, url: str, sha: str, size: int) -> Registry:
+    manifest = {
+        "datasets": [
+            {
+                "name": "tiny",
+                "description": "a tiny test file",
+                "licence": "CC0",
+                "offline": False,
+                "offline_alternative": "digits",
+                "source": {"kind": "url", "files": [{"url": url, "filename": "tiny/tiny.csv", "sha256": sha, "size": size}]},
+            }
+        ]
+    }
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(manifest))
+    return Registry(path)
+
+
+def test_fetch_downloads_then_uses_cache(http_root, data_cache, tmp_path):
+    root, base = http_root
+    (root / "tiny.csv").write_bytes(PAYLOAD)
+    reg = _manifest(tmp_path, f"{base}/tiny.csv", sha256_bytes(PAYLOAD), len(PAYLOAD))
+    (path,) = fetch("tiny", reg, quiet=True)
+    assert path == data_cache / "tiny" / "tiny.csv" and path.read_bytes() == PAYLOAD
+
+
+def test_fetch_offline_names_dataset_and_alternative(data_cache, tmp_path):
+    reg = _manifest(tmp_path, f"http://127.0.0.1:{_free_port()}/tiny.csv", "0" * 64, 10)
+    with pytest.raises(OfflineError) as err:
+        fetch("tiny", reg, retries=1, timeout=2, quiet=True)
+    message = str(err.value)
+    assert "'tiny'" in message and "'digits'" in message and "fetch tiny" in message
+    assert _leftovers(data_cache) == []
+
+
+def test_fetch_with_offline_flag_never_touches_network(data_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGMODEL_OFFLINE", "1")
+    reg = _manifest(tmp_path, "http://127.0.0.1:9/never", "0" * 64, 10)
+    with pytest.raises(OfflineError, match="BIGMODEL_OFFLINE"):
+        fetch("tiny", reg, quiet=True)
+
+
+def _cli(*args, env_extra=None, cwd=None):
+    import os
+
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "bigmodel_utils.data", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_unknown_name_is_one_clear_line(data_cache):
+    proc = _cli("fetch", "mnsit")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown data set 'mnsit'") and "'mnist'" in lines[0]
+
+
+def test_cli_offline_fetch_is_one_clear_line(data_cache):
+    proc = _cli("fetch", "mnist", env_extra={"BIGMODEL_OFFLINE": "1"})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'mnist'" in lines[0] and "'digits'" in lines[0]
+    assert _leftovers(data_cache) == []
+
+
+def test_cli_list_and_verify(data_cache):
+    listing = _cli("list")
+    assert listing.returncode == 0 and "reviews_zh" in listing.stdout and "mnist" in listing.stdout
+    verified = _cli("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "corrupt" not in verified.stdout.split("\n\n")[0]
+
+
+def test_cli_corrupted_download_is_one_clear_line(http_root, data_cache, tmp_path):
+    root, base = http_root
+    (root / "tiny.csv").write_bytes(PAYLOAD + b"tampered")
+    reg = _manifest(tmp_path, f"{base}/tiny.csv", sha256_bytes(PAYLOAD), len(PAYLOAD) + 100)
+    proc = _cli("--manifest", str(reg.path), "fetch", "tiny")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: tiny.csv: checksum mismatch"), proc.stderr
+    assert _leftovers(data_cache) == []
+
+
+def test_cli_verify_flags_a_corrupt_cached_file(http_root, data_cache, tmp_path):
+    reg = _manifest(tmp_path, "http://127.0.0.1:9/unused", sha256_bytes(PAYLOAD), len(PAYLOAD))
+    (data_cache / "tiny").mkdir(parents=True)
+    (data_cache / "tiny" / "tiny.csv").write_bytes(b"not the right bytes")
+    proc = _cli("--manifest", str(reg.path), "verify")
+    assert proc.returncode == 1 and "corrupt" in proc.stdout

@@ -1,0 +1,182 @@
+"""The registry manifest and the offline loaders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bigmodel_utils.data import (
+    ChecksumError,
+    ManifestError,
+    MissingPackageError,
+    Registry,
+    UnknownDatasetError,
+    dataset_info,
+    fetch,
+    list_datasets,
+    load_dataset,
+)
+from bigmodel_utils.data.loaders import clean_reviews
+
+REQUIRED = {"digits", "penguins_raw", "reviews_zh", "stdlib_docstrings", "mnist", "fashion_mnist", "imdb"}
+
+
+def test_manifest_has_every_required_dataset_with_licence_and_checksums():
+    names = set(list_datasets())
+    assert REQUIRED <= names
+    for name in names:
+        e = dataset_info(name)
+        assert e.description and e.licence
+        if e.source_kind == "url":
+            assert not e.offline and e.offline_alternative in names
+            for f in e.files:
+                assert f.url.startswith("https://") and len(f.sha256) == 64 and f.size > 0
+        if e.source_kind == "package":
+            assert e.offline and all(len(f.sha256) == 64 for f in e.files)
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(UnknownDatasetError, match="Did you mean 'digits'"):
+        dataset_info("digit")
+    with pytest.raises(KeyError):  # also a KeyError, as callers expect
+        load_dataset("no_such_data")
+
+
+def test_name_must_be_a_string():
+    with pytest.raises(TypeError, match="string"):
+        dataset_info(3)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"datasets": [{"name": "x"}]}), "missing required field 'source'"),
+        (json.dumps({"datasets": [{"name": "x", "description": "d", "licence": "l", "offline": True,
+                                   "source": {"kind": "ftp"}}]}), "source kind 'ftp'"),
+        (json.dumps({"datasets": [{"name": "x", "description": "d", "licence": "l", "offline": False,
+                                   "source": {"kind": "url", "files": [{"url": "u", "filename": "f", "sha256": "abc"}]}}]}),
+         "64 lower-case hex"),
+    ],
+)
+def test_malformed_manifest_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "m.json"
+    path.write_text(content)
+    with pytest.raises(ManifestError, match=message):
+        Registry(path)
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(ManifestError, match="not found"):
+        Registry(tmp_path / "nope.json")
+
+
+def _package_registry(tmp_path, module: str, path: str, sha: str) -> Registry:
+    m = {"datasets": [{"name": "p", "description": "d", "licence": "l", "offline": True,
+                       "source": {"kind": "package", "distribution": "some-dist",
+                                  "files": [{"module": module, "path": path, "sha256": sha}]}}]}
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    return Registry(tmp_path / "m.json")
+
+
+def test_package_file_with_wrong_checksum_is_refused(tmp_path):
+    reg = _package_registry(tmp_path, "palmerpenguins", "data/penguins-raw.csv", "0" * 64)
+    with pytest.raises(ChecksumError, match="sha256 mismatch"):
+        fetch("p", reg)
+
+
+def test_missing_package_says_how_to_install(tmp_path):
+    reg = _package_registry(tmp_path, "no_such_module_xyz", "f.txt", "0" * 64)
+    with pytest.raises(MissingPackageError, match="pip install some-dist"):
+        fetch("p", reg)
+
+
+def test_digits_loader_and_split():
+    x, y = load_dataset("digits")
+    assert x.shape == (1797, 8, 8) and x.dtype == np.float32 and 0 <= x.min() and x.max() == 1.0
+    xtr, ytr = load_dataset("digits", split="train")
+    xte, yte = load_dataset("digits", split="test")
+    assert len(xtr) + len(xte) == 1797 and len(xte) == 360
+    # stratified: every class keeps its share within one image
+    assert np.abs(np.bincount(yte) / len(yte) - np.bincount(y) / len(y)).max() < 0.01
+    # fixed: the same call gives the same split, and train and test share no image
+    assert np.array_equal(load_dataset("digits", split="test")[0], xte)
+    train_rows = {r.tobytes() for r in xtr.reshape(len(xtr), -1)}
+    assert sum(r.tobytes() in train_rows for r in xte.reshape(len(xte), -1)) == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"split": "dev"}, {"test_size": 1.5}])
+def test_digits_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        load_dataset("digits", **kwargs)
+
+
+def test_penguins_raw_is_the_untouched_table():
+    df = load_dataset("penguins_raw")
+    assert df.shape == (344, 17)
+    assert df.isna().sum().sum() > 0  # real missing values, for chapter 03 to clean
+
+
+def test_reviews_are_deduplicated_before_the_split():
+    df = load_dataset("reviews_zh")
+    report = df.attrs["cleaning"]
+    assert report["lines"] == 35124 and report["contradictory_texts"] == 47
+    assert report["kept"] == len(df) == 17363
+    assert df["text"].is_unique and set(df["label"]) == {0, 1}
+    parts = {s: load_dataset("reviews_zh", split=s) for s in ("train", "validation", "test")}
+    assert sum(len(p) for p in parts.values()) == len(df)
+    texts = {s: set(p["text"]) for s, p in parts.items()}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["validation"]
+    assert abs(parts["test"]["label"].mean() - df["label"].mean()) < 0.01
+
+
+def test_raw_reviews_cannot_be_split():
+    raw = load_dataset("reviews_zh", clean=False)
+    assert len(raw) == 35123 and not raw["text"].is_unique
+    with pytest.raises(ValueError, match="leaks"):
+        load_dataset("reviews_zh", split="train", clean=False)
+
+
+def test_clean_reviews_counts_each_step():
+    df, report = clean_reviews(["好", "好", "差", "中", "中", " "], [1, 1, 0, 1, 0, 1])
+    assert report == {"lines": 6, "empty": 1, "duplicates": 1, "contradictory_texts": 1, "kept": 2}
+    assert sorted(df["text"]) == ["好", "差"]
+    with pytest.raises(ValueError, match="differ in length"):
+        clean_reviews(["a"], [1, 0])
+
+
+def test_peoples_daily_tags_are_stripped():
+    sentences = load_dataset("peoples_daily_zh")
+    assert len(sentences) > 19000
+    assert sentences[0].startswith("迈向充满希望的新世纪")
+    assert not any("/b" in s or "/e" in s for s in sentences[:500])
+
+
+def test_stdlib_docstrings_are_english_text_from_many_packages(data_cache):
+    df = load_dataset("stdlib_docstrings", min_chars=40)
+    assert len(df) > 2000 and df["package"].nunique() > 50
+    assert set(df["kind"]) == {"module", "class", "function"}
+    assert (df["text"].str.len() >= 40).all()
+    cached = list(data_cache.glob("stdlib_docstrings-*.json"))
+    assert len(cached) == 1
+    cached[0].write_text("{damaged")  # a damaged cache is rebuilt, not trusted
+    assert len(load_dataset("stdlib_docstrings", min_chars=40)) == len(df)
+    with pytest.raises(ValueError):
+        load_dataset("stdlib_docstrings", min_chars=0)
+
+
+def test_minilm_folder_is_verified():
+    folder = load_dataset("minilm_l6_v2")
+    assert (folder / "model.safetensors").stat().st_size == 90_868_376
+    assert (folder / "vocab.txt").exists() and (folder / "config.json").exists()
+
+
+def test_online_loaders_fail_offline_with_the_alternative(data_cache, monkeypatch):
+    from bigmodel_utils.data import OfflineError
+
+    monkeypatch.setenv("BIGMODEL_OFFLINE", "1")
+    for name, alt in [("mnist", "digits"), ("fashion_mnist", "digits"), ("imdb", "reviews_zh")]:
+        with pytest.raises(OfflineError, match=f"'{alt}'"):
+            load_dataset(name)

