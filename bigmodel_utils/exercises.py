@@ -114,3 +114,93 @@ def _ex_00_2(answer: Any) -> None:
         raise Wrong(f"{sorted(got - expected)} need the internet.")
     if expected - got:
         raise Wrong(f"{len(expected - got)} offline data set(s) are missing from your answer.")
+
+
+def _close(answer: Any, expected: float, rel: float, what: str) -> None:
+    value = float(answer)
+    if not abs(value - expected) <= rel * abs(expected):
+        direction = "too high" if value > expected else "too low"
+        raise Wrong(f"{value:.4g} is {direction} for {what}.")
+
+
+# --- chapter 01 -------------------------------------------------------------------------------
+
+
+@exercise("01.1", hint="An LSTM has four gates; each has input weights (32 x 16), recurrent weights (16 x 16) and a bias (16).")
+def _ex_01_1(answer: Any) -> None:
+    from bigmodel_utils.scale import lstm_params
+
+    if int(answer) != answer:
+        raise Wrong("a parameter count is a whole number.")
+    if int(answer) != lstm_params(32, 16):
+        raise Wrong(f"{int(answer):,} is not the count; did you forget a gate, the recurrent weights or the bias?")
+
+
+@exercise("01.2", hint="Adam training keeps weights, gradients and two moments in float32: 16 bytes a parameter; 1 GiB = 2**30 bytes.")
+def _ex_01_2(answer: Any) -> None:
+    from bigmodel_utils.scale import adam_training_bytes
+
+    _close(answer, adam_training_bytes(7e9) / 2**30, 0.01, "the training state in GiB")
+
+
+@exercise("01.3", hint="C ≈ 6 · N · D, with N parameters and D training tokens.")
+def _ex_01_3(answer: Any) -> None:
+    from bigmodel_utils.scale import training_flops
+
+    _close(answer, training_flops(1e9, 20e9), 0.01, "the training compute in FLOP")
+
+
+# --- chapter 02 -------------------------------------------------------------------------------
+
+
+def _callable(answer: Any) -> None:
+    if not callable(answer):
+        raise Wrong("answer with a function (def ...), not a value.")
+
+
+def _returned(value: Any, name: str) -> Any:
+    if value is None or value is Ellipsis:
+        raise Wrong(f"{name} returned {value!r}: finish the function (did you forget `return`?).")
+    return value
+
+
+@exercise("02.1", hint="σ'(z) = σ(z) · (1 − σ(z)); compute σ(z) once with scratch.sigmoid and reuse it.")
+def _ex_02_1(answer: Any) -> None:
+    import numpy as np
+
+    from bigmodel_utils.scratch import sigmoid
+
+    _callable(answer)
+    z = np.linspace(-30, 30, 121)
+    got = np.asarray(_returned(answer(z), "sigmoid_grad(z)"), dtype=float)
+    if got.shape != z.shape:
+        raise Wrong(f"sigmoid_grad(z) should have z's shape {z.shape}, got {got.shape}.")
+    s = sigmoid(z)
+    if not np.allclose(got, s * (1 - s), atol=1e-9):
+        worst = float(z[np.argmax(np.abs(got - s * (1 - s)))])
+        raise Wrong(f"your derivative is wrong, for example at z = {worst:g}.")
+
+
+@exercise("02.2", hint="GD on a quadratic converges when lr < 2 / λmax, λmax the largest eigenvalue of scratch.line_hessian(x).")
+def _ex_02_2(answer: Any) -> None:
+    import numpy as np
+
+    from bigmodel_utils.scratch import line_data, line_hessian
+
+    x, _ = line_data()
+    _close(answer, 2 / np.linalg.eigvalsh(line_hessian(x)).max(), 0.01, "the stability limit")
+
+
+@exercise("02.3", hint="d/dŷ of mean((ŷ − y)²) is 2(ŷ − y) / (number of entries).")
+def _ex_02_3(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(1)
+    for shape in [(5,), (4, 3), (2, 3, 2)]:
+        y_pred, y_true = rng.normal(size=shape), rng.normal(size=shape)
+        got = np.asarray(_returned(answer(y_pred, y_true), "mse_grad"), dtype=float)
+        if got.shape != shape:
+            raise Wrong(f"for inputs of shape {shape} the gradient has that shape too, got {got.shape}.")
+        if not np.allclose(got, 2 * (y_pred - y_true) / y_pred.size, atol=1e-9):
+            raise Wrong(f"the gradient is wrong for inputs of shape {shape} (did you divide by the number of entries?).")

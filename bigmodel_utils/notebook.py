@@ -191,3 +191,21 @@ def setup_notebook(
     if verbose:
         print(settings)
     return settings
+
+
+def show_source(*objects) -> None:
+    """Display the source code of functions or classes from ``bigmodel_utils`` in the notebook.
+
+    The book's rule: code a later chapter reuses lives in the package, and the chapter that teaches it
+    shows it with this function, so the text and the code can never drift apart.
+    """
+    import inspect
+
+    from IPython.display import Code, display
+
+    for obj in objects:
+        try:
+            source = inspect.getsource(obj)
+        except (TypeError, OSError) as exc:
+            raise TypeError(f"show_source needs a function or class defined in a file, got {obj!r}") from exc
+        display(Code(source, language="python"))

@@ -65,3 +65,10 @@ def test_notebook_runs_in_smoke_mode(path):
     out = BUILD_DIR / "smoke" / ("solutions" if path.parent.name == "solutions" else "chapters")
     result = run_notebook(path, out, smoke=True, timeout=SMOKE_TIMEOUT)
     assert result.ok, f"{result.describe()}\n(executed copy: {out / path.name})\n{(result.output or '')[-3000:]}"
+    executed = nbformat.read(out / path.name, as_version=4)
+    for cell in executed.cells:
+        for o in cell.get("outputs", []):
+            text = o.get("text", "") if o.get("output_type") == "stream" else ""
+            assert "absl::InitializeLog" not in text and "cuda_platform" not in text, (
+                f"TensorFlow start-up noise in cell {cell.get('id')}: call setup_notebook() before importing keras/tensorflow"
+            )
