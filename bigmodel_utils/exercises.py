@@ -204,3 +204,44 @@ def _ex_02_3(answer: Any) -> None:
             raise Wrong(f"for inputs of shape {shape} the gradient has that shape too, got {got.shape}.")
         if not np.allclose(got, 2 * (y_pred - y_true) / y_pred.size, atol=1e-9):
             raise Wrong(f"the gradient is wrong for inputs of shape {shape} (did you divide by the number of entries?).")
+
+
+# --- chapter 03 -------------------------------------------------------------------------------
+
+
+def _clean_penguins():
+    from bigmodel_utils.data import load_dataset
+    from bigmodel_utils.tabular import clean_penguins
+
+    return clean_penguins(load_dataset("penguins_raw"))
+
+
+@exercise("03.1", hint="df.isna().any(axis=1) marks the rows with a missing value; its mean is the fraction.")
+def _ex_03_1(answer: Any) -> None:
+    df = _clean_penguins()
+    expected = float(df.isna().any(axis=1).mean())
+    value = float(answer)
+    if value > 1:
+        raise Wrong("a fraction lies between 0 and 1 (did you give a count or a percentage?).")
+    _close(value, expected, 0.001, "the fraction of rows with a missing value")
+
+
+@exercise("03.2", hint="set(train['individual_id']) & set(test['individual_id']), then len().")
+def _ex_03_2(answer: Any) -> None:
+    from bigmodel_utils.tabular import split_frame
+
+    train, _, test = split_frame(_clean_penguins(), "species", seed=1)
+    expected = len(set(train["individual_id"]) & set(test["individual_id"]))
+    if int(answer) != answer or int(answer) != expected:
+        raise Wrong(f"{answer!r} is not the number of birds on both sides (check the seed: 1).")
+
+
+@exercise("03.3", hint="After fitting, pre.named_transformers_['num'].named_steps['scale'].mean_ holds the means, in PENGUIN_NUMERIC order.")
+def _ex_03_3(answer: Any) -> None:
+    from bigmodel_utils.tabular import split_frame
+
+    train, _, _ = split_frame(_clean_penguins(), "sex", seed=0)
+    expected = float(train["body_mass_g"].mean())
+    if abs(float(answer) - float(_clean_penguins()["body_mass_g"].mean())) < 1e-6 and abs(float(answer) - expected) > 1e-6:
+        raise Wrong("that is the mean over the whole table: the scaler must learn from the training split only.")
+    _close(answer, expected, 1e-6, "the training split's mean body mass")

@@ -56,7 +56,7 @@ def quiet_tensorflow() -> None:
     prints "All log messages before absl::InitializeLog()…", oneDNN and CUDA-probe lines there
     unconditionally. Python exceptions are unaffected, and later C++ errors are still shown.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO, WARNING and ERROR lines; Python exceptions still surface
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # identical results run to run on CPU
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import sys
