@@ -245,3 +245,32 @@ def _ex_03_3(answer: Any) -> None:
     if abs(float(answer) - float(_clean_penguins()["body_mass_g"].mean())) < 1e-6 and abs(float(answer) - expected) > 1e-6:
         raise Wrong("that is the mean over the whole table: the scaler must learn from the training split only.")
     _close(answer, expected, 1e-6, "the training split's mean body mass")
+
+
+# --- chapter 04 -------------------------------------------------------------------------------
+
+
+@exercise("04.1", hint="Flatten has no parameters; then Dense 64 → 32 (weights and biases) and Dense 32 → 10.")
+def _ex_04_1(answer: Any) -> None:
+    from bigmodel_utils.scale import mlp_params
+
+    expected = mlp_params([64, 32, 10])
+    if int(answer) != answer or int(answer) != expected:
+        raise Wrong(f"{answer!r} is not the count; an 8x8 image flattens to 64 inputs.")
+
+
+@exercise("04.2", hint="build_mlp((n_features,), 3), sparse_categorical_crossentropy, fit on x_train/y_train with validation data.")
+def _ex_04_2(answer: Any) -> None:
+    import numpy as np
+
+    from bigmodel_utils.tabular import penguin_arrays
+
+    if not hasattr(answer, "predict"):
+        raise Wrong("answer with the trained Keras model itself.")
+    data = penguin_arrays("species")
+    probs = np.asarray(answer.predict(data["x_test"], verbose=0))
+    if probs.ndim != 2 or probs.shape[1] != 3:
+        raise Wrong(f"the model should output 3 class probabilities per penguin, got shape {probs.shape}.")
+    acc = float(np.mean(probs.argmax(axis=1) == data["y_test"]))
+    if acc < 0.95:
+        raise Wrong(f"test accuracy {acc:.3f} is below 0.95: train longer, or check the loss and the labels.")

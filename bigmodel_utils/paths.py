@@ -30,3 +30,15 @@ def data_dir() -> Path:
         path = Path(base).expanduser() / "bigmodel"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def model_path(filename: str) -> Path:
+    """Where a chapter saves a trained model that later chapters may reuse: ``data_dir()/models/<filename>``.
+
+    Chapter 05 saves its digits CNN here; chapters 08-11 load it if present and retrain it otherwise.
+    """
+    if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
+        raise ValueError(f"a model file name is a plain name such as 'digits_cnn.keras', got {filename!r}")
+    folder = data_dir() / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename

@@ -1,0 +1,115 @@
+"""Dense and convolutional classifiers, and the input check every image model needs (chapters 04-05).
+
+Keras is imported inside the builders, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def prepare_images(x, image_shape: tuple[int, int] = (8, 8), value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Check a batch of grey images and return it as float32 ``(n, height, width, 1)``.
+
+    Accepts one image ``(h, w)``, a batch ``(n, h, w)`` or ``(n, h, w, 1)``, as a NumPy array or nested
+    lists. Raises ``ValueError`` with a message saying what to send when the shape is wrong, a value is
+    NaN or infinite, or a value lies outside ``value_range``; ``TypeError`` for non-numeric input. The
+    deployment chapter validates every request with this before it reaches the model.
+    """
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"images must be numbers in nested lists or an array, not {type(x).__name__}: {exc}") from None
+    h, w = image_shape
+    if arr.shape == (h, w):
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3 or arr.shape[1:] != (h, w) or arr.shape[0] == 0:
+        raise ValueError(
+            f"expected grey images of {h}x{w} pixels: shape ({h}, {w}), (n, {h}, {w}) or (n, {h}, {w}, 1); got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("images contain NaN or infinite values")
+    lo, hi = value_range
+    if arr.min() < lo or arr.max() > hi:
+        raise ValueError(f"pixel values must lie in [{lo}, {hi}] (scale them first); got values in [{arr.min():g}, {arr.max():g}]")
+    return arr.astype(np.float32)[..., None]
+
+
+def build_mlp(
+    input_shape: Sequence[int],
+    n_outputs: int,
+    hidden: Sequence[int] = (128, 64),
+    dropout: float = 0.0,
+    l2: float = 0.0,
+    name: str = "mlp",
+):
+    """A multilayer perceptron (chapter 04): ``Flatten`` (for images), ReLU ``Dense`` layers, an output layer.
+
+    ``n_outputs == 1`` gives one sigmoid unit (binary classification, use binary cross-entropy);
+    ``n_outputs > 1`` gives a softmax over the classes (use sparse categorical cross-entropy).
+    ``dropout`` is applied after each hidden layer; ``l2`` penalises every hidden and output kernel.
+    """
+    import keras
+
+    if not input_shape or any(int(d) <= 0 for d in input_shape):
+        raise ValueError(f"input_shape must be positive dimensions, got {input_shape!r}")
+    if not isinstance(n_outputs, int) or n_outputs < 1:
+        raise ValueError(f"n_outputs must be a positive integer, got {n_outputs!r}")
+    if any(int(u) <= 0 for u in hidden):
+        raise ValueError(f"hidden layer sizes must be positive, got {hidden!r}")
+    if not 0.0 <= dropout < 1.0 or l2 < 0:
+        raise ValueError(f"dropout must be in [0, 1) and l2 non-negative, got {dropout}, {l2}")
+    reg = keras.regularizers.L2(l2) if l2 else None
+    layers = [keras.Input(tuple(input_shape))]
+    if len(input_shape) > 1:
+        layers.append(keras.layers.Flatten())
+    for units in hidden:
+        layers.append(keras.layers.Dense(int(units), activation="relu", kernel_regularizer=reg))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+    activation = "sigmoid" if n_outputs == 1 else "softmax"
+    layers.append(keras.layers.Dense(n_outputs, activation=activation, kernel_regularizer=reg))
+    return keras.Sequential(layers, name=name)
+
+
+def build_digits_cnn(
+    input_shape: tuple[int, int, int] = (8, 8, 1),
+    n_classes: int = 10,
+    filters: tuple[int, int] = (32, 64),
+    dense: int = 64,
+    dropout: float = 0.3,
+    augment: bool = False,
+    name: str = "digits_cnn",
+):
+    """The book's convolutional network for digit images (chapter 05; served in chapter 11).
+
+    Conv(3x3, same) -> MaxPool -> Conv(3x3, same) -> MaxPool -> Flatten -> Dense -> Dropout -> softmax.
+    With ``augment=True`` it starts with random rotations, shifts and zooms, which are active only in
+    training (``model(x, training=True)`` or ``fit``) and pass images through unchanged at inference.
+    """
+    import keras
+
+    if len(input_shape) != 3 or any(int(d) <= 0 for d in input_shape):
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+    if input_shape[0] < 4 or input_shape[1] < 4:
+        raise ValueError(f"images must be at least 4x4 for two 2x2 poolings, got {input_shape[:2]}")
+    if not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer of at least 2, got {n_classes!r}")
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    if augment:
+        x = keras.layers.RandomRotation(0.05, fill_mode="constant", name="rotate")(x)
+        x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="shift")(x)
+        x = keras.layers.RandomZoom(0.1, fill_mode="constant", name="zoom")(x)
+    for i, f in enumerate(filters):
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
