@@ -274,3 +274,36 @@ def _ex_04_2(answer: Any) -> None:
     acc = float(np.mean(probs.argmax(axis=1) == data["y_test"]))
     if acc < 0.95:
         raise Wrong(f"test accuracy {acc:.3f} is below 0.95: train longer, or check the loss and the labels.")
+
+
+# --- chapter 05 -------------------------------------------------------------------------------
+
+
+@exercise("05.1", hint="Without padding a 3x3 kernel loses one pixel on each side; each of 16 filters has 3*3*1 weights and a bias.")
+def _ex_05_1(answer: Any) -> None:
+    from bigmodel_utils.scale import conv2d_params
+
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        raise Wrong("answer with a pair: ((height, width, channels), number of parameters).")
+    shape, n = answer
+    if tuple(shape) != (26, 26, 16):
+        raise Wrong(f"{tuple(shape)} is not the output shape.")
+    if n != conv2d_params(3, 1, 16):
+        raise Wrong(f"{n} is not the parameter count.")
+
+
+@exercise("05.2", hint="Crop to even height and width, reshape to (h/2, 2, w/2, 2) and take the mean over axes 1 and 3.")
+def _ex_05_2(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(5)
+    for shape in [(4, 6), (7, 5), (2, 2)]:
+        image = rng.normal(size=shape).astype(np.float32)
+        got = np.asarray(_returned(answer(image), "avg_pool_2x2"), dtype=np.float32)
+        h, w = shape[0] // 2 * 2, shape[1] // 2 * 2
+        expected = image[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        if got.shape != expected.shape:
+            raise Wrong(f"for a {shape} image the result should have shape {expected.shape}, got {got.shape}.")
+        if not np.allclose(got, expected, atol=1e-5):
+            raise Wrong(f"the values are wrong for a {shape} image.")

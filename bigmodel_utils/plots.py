@@ -37,9 +37,9 @@ def plot_history(history: Any, metrics: Sequence[str] = ("loss", "accuracy"), ti
         ax.plot(epochs, data[metric], label="train")
         if f"val_{metric}" in data:
             ax.plot(epochs, data[f"val_{metric}"], label="validation")
+            ax.legend(fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

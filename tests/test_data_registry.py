@@ -180,3 +180,10 @@ def test_online_loaders_fail_offline_with_the_alternative(data_cache, monkeypatc
     for name, alt in [("mnist", "digits"), ("fashion_mnist", "digits"), ("imdb", "reviews_zh")]:
         with pytest.raises(OfflineError, match=f"'{alt}'"):
             load_dataset(name)
+
+
+def test_sample_photo_is_a_real_grey_and_colour_image():
+    grey = load_dataset("sample_photo")
+    colour = load_dataset("sample_photo", grey=False)
+    assert grey.shape == (427, 640) and colour.shape == (427, 640, 3)
+    assert grey.dtype == np.float32 and 0.0 <= grey.min() and grey.max() <= 1.0 and grey.std() > 0.1

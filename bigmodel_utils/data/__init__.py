@@ -199,6 +199,7 @@ def load_dataset(name: str, **kwargs: Any) -> Any:
     fashion_mnist       as mnist
     imdb                ``(sequences, labels)``: list of int arrays (word indices), int64
     penguins_raw        ``pandas.DataFrame``: the raw, untidy table
+    sample_photo        float32 (427, 640) grey photo in [0, 1]; ``grey=False`` for colour
     reviews_zh          ``pandas.DataFrame`` with ``text`` and ``label``; ``split``, ``clean``
     peoples_daily_zh    ``list[str]``: sentences, segmentation tags stripped
     stdlib_docstrings   ``pandas.DataFrame``: module, package, name, kind, text

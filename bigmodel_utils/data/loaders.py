@@ -110,6 +110,17 @@ def load_fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return (x / 255.0).astype(np.float32), y.astype(np.int64)
 
 
+def load_sample_photo(grey: bool = True) -> np.ndarray:
+    """scikit-learn's sample photograph as float32 in [0, 1]: (427, 640) grey, or (427, 640, 3) colour (chapter 05)."""
+    (path,) = fetch("sample_photo")
+    from matplotlib.image import imread
+
+    rgb = imread(path).astype(np.float32) / 255.0
+    if not grey:
+        return rgb
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
+
+
 # --- tables -----------------------------------------------------------------------------------
 
 
@@ -289,6 +300,7 @@ LOADERS: dict[str, Callable] = {
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
     "penguins_raw": load_penguins_raw,
+    "sample_photo": load_sample_photo,
     "imdb": load_imdb,
     "reviews_zh": load_reviews_zh,
     "peoples_daily_zh": load_peoples_daily_zh,

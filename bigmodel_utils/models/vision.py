@@ -80,8 +80,8 @@ def build_digits_cnn(
     input_shape: tuple[int, int, int] = (8, 8, 1),
     n_classes: int = 10,
     filters: tuple[int, int] = (32, 64),
-    dense: int = 64,
-    dropout: float = 0.3,
+    dense: int = 128,
+    dropout: float = 0.4,
     augment: bool = False,
     name: str = "digits_cnn",
 ):
