@@ -307,3 +307,25 @@ def _ex_05_2(answer: Any) -> None:
             raise Wrong(f"for a {shape} image the result should have shape {expected.shape}, got {got.shape}.")
         if not np.allclose(got, expected, atol=1e-5):
             raise Wrong(f"the values are wrong for a {shape} image.")
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+
+@exercise("06.1", hint="train['text'].str.len() > 128, then its mean; use load_dataset('reviews_zh', split='train').")
+def _ex_06_1(answer: Any) -> None:
+    from bigmodel_utils.data import load_dataset
+
+    train = load_dataset("reviews_zh", split="train")
+    value = float(answer)
+    if value > 1:
+        raise Wrong("a fraction lies between 0 and 1 (did you give a count or a percentage?).")
+    _close(value, float((train["text"].str.len() > 128).mean()), 0.001, "the share of truncated training reviews")
+
+
+@exercise("06.2", hint="3 · (inputs · units + units · units + 2 · units): three gates, each with input and recurrent weights and two biases.")
+def _ex_06_2(answer: Any) -> None:
+    from bigmodel_utils.scale import gru_params
+
+    if int(answer) != answer or int(answer) != gru_params(128, 64):
+        raise Wrong(f"{answer!r} is not the count; with reset_after=True each gate has two bias vectors.")

@@ -187,3 +187,37 @@ def test_sample_photo_is_a_real_grey_and_colour_image():
     colour = load_dataset("sample_photo", grey=False)
     assert grey.shape == (427, 640) and colour.shape == (427, 640, 3)
     assert grey.dtype == np.float32 and 0.0 <= grey.min() and grey.max() <= 1.0 and grey.std() > 0.1
+
+
+def test_online_loaders_parse_their_file_formats(tmp_path, monkeypatch):
+    """The download itself needs the internet; the parsing is tested on small files in the same formats."""
+    import gzip
+
+    from bigmodel_utils.data import loaders
+
+    rng = np.random.default_rng(0)
+    x_tr, x_te = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    y_tr, y_te = np.array([0, 1, 2, 3, 4], dtype=np.uint8), np.array([5, 6], dtype=np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+
+    def idx(array, path):  # the IDX format: magic (2 zero bytes, type, ndim), big-endian dims, raw bytes
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        with gzip.open(path, "wb") as fh:
+            fh.write(header + array.tobytes())
+        return path
+
+    fashion = [idx(x_tr, tmp_path / "train-images-idx3-ubyte.gz"), idx(y_tr, tmp_path / "train-labels-idx1-ubyte.gz"),
+               idx(x_te, tmp_path / "t10k-images-idx3-ubyte.gz"), idx(y_te, tmp_path / "t10k-labels-idx1-ubyte.gz")]
+    seqs = np.empty(3, dtype=object)
+    seqs[:] = [[1, 14, 22], [1, 5], [1, 7, 7, 9]]
+    np.savez(tmp_path / "imdb.npz", x_train=seqs[:2], y_train=np.array([1, 0]), x_test=seqs[2:], y_test=np.array([1]))
+    files = {"mnist": [tmp_path / "mnist.npz"], "fashion_mnist": fashion, "imdb": [tmp_path / "imdb.npz"]}
+    monkeypatch.setattr(loaders, "fetch", lambda name: files[name])
+
+    for name in ("mnist", "fashion_mnist"):
+        x, y = load_dataset(name, split="all")
+        assert x.shape == (7, 28, 28) and x.dtype == np.float32 and np.isclose(x.max(), x_tr.max() / 255)
+        assert y.tolist() == [0, 1, 2, 3, 4, 5, 6]
+        assert np.array_equal(load_dataset(name, split="test")[0], x_te / np.float32(255.0))
+    seq_train, labels = load_dataset("imdb", split="train")
+    assert [s.tolist() for s in seq_train] == [[1, 14, 22], [1, 5]] and labels.tolist() == [1, 0]

@@ -69,6 +69,16 @@ def load_digits(split: str = "all", test_size: float = 0.2, seed: int = 0) -> tu
     return images[parts[split]], labels[parts[split]]
 
 
+def _images_split(parts: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``split`` from {"train": (x, y), "test": (x, y)} ("all" joins them); uint8 pixels -> [0, 1]."""
+    if split == "all":
+        x = np.concatenate([parts["train"][0], parts["test"][0]])
+        y = np.concatenate([parts["train"][1], parts["test"][1]])
+    else:
+        x, y = parts[split]
+    return (x / 255.0).astype(np.float32), y.astype(np.int64)
+
+
 def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """MNIST (online option): float32 (n, 28, 28) images in [0, 1] and int64 labels."""
     _check_split(split, SPLITS)
@@ -78,12 +88,7 @@ def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             "train": (f["x_train"], f["y_train"]),
             "test": (f["x_test"], f["y_test"]),
         }
-    if split == "all":
-        x = np.concatenate([parts["train"][0], parts["test"][0]])
-        y = np.concatenate([parts["train"][1], parts["test"][1]])
-    else:
-        x, y = parts[split]
-    return (x / 255.0).astype(np.float32), y.astype(np.int64)
+    return _images_split(parts, split)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -102,12 +107,7 @@ def load_fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         "train": (_read_idx(paths["train-images-idx3-ubyte.gz"]), _read_idx(paths["train-labels-idx1-ubyte.gz"])),
         "test": (_read_idx(paths["t10k-images-idx3-ubyte.gz"]), _read_idx(paths["t10k-labels-idx1-ubyte.gz"])),
     }
-    if split == "all":
-        x = np.concatenate([parts["train"][0], parts["test"][0]])
-        y = np.concatenate([parts["train"][1], parts["test"][1]])
-    else:
-        x, y = parts[split]
-    return (x / 255.0).astype(np.float32), y.astype(np.int64)
+    return _images_split(parts, split)
 
 
 def load_sample_photo(grey: bool = True) -> np.ndarray:
