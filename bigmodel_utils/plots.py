@@ -124,3 +124,40 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[Any] | None = No
     if title:
         ax.set_title(title)
     return fig
+
+
+#: Fonts with Chinese glyphs, in order of preference (Linux, then macOS, then Windows names).
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+             "SimHei", "PingFang SC", "Heiti SC", "Microsoft YaHei")
+_cjk_note_shown = False
+
+
+def find_cjk_font(candidates: Sequence[str] = CJK_FONTS) -> str | None:
+    """The name of an installed font that can draw Chinese characters, or ``None`` (chapters 06-08)."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in candidates if name in installed), None)
+
+
+def token_labels(tokens: Sequence[str], font: str | None = "auto") -> tuple[list[str], dict]:
+    """Labels for plotting tokens (attention maps, saliency): the tokens themselves when they can be drawn,
+    else their positions. Returns ``(labels, text_kwargs)`` to pass to ``set_xticklabels`` and friends.
+
+    With ``font="auto"`` an installed CJK font is looked up; if none is found and a token needs one, the
+    labels become positions ``"0", "1", ...`` and one short note says how to install a font, instead of a
+    missing-glyph warning for every character.
+    """
+    global _cjk_note_shown
+    tokens = [str(t) for t in tokens]
+    needs_cjk = any(any(ord(ch) > 0x2E7F for ch in t) for t in tokens)
+    if not needs_cjk:
+        return tokens, {}
+    name = find_cjk_font() if font == "auto" else font
+    if name:
+        return tokens, {"fontfamily": name}
+    if not _cjk_note_shown:
+        print("note: no font with Chinese characters is installed, so tokens are labelled by position "
+              "(Debian/Ubuntu: apt install fonts-noto-cjk; then restart the kernel)")
+        _cjk_note_shown = True
+    return [str(i) for i in range(len(tokens))], {}

@@ -140,3 +140,26 @@ def test_confusion_matrix_counts():
     assert texts == ["1", "1", "0", "0", "1", "0", "0", "0", "1"]
     with pytest.raises(ValueError, match="same length"):
         plot_confusion_matrix([0, 1], [0])
+
+
+def test_token_labels_never_floods_missing_glyph_warnings(monkeypatch, capsys):
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from bigmodel_utils import plots
+
+    assert plots.token_labels(["the", "cat"]) == (["the", "cat"], {})  # no CJK: nothing to do
+    monkeypatch.setattr(plots, "find_cjk_font", lambda candidates=plots.CJK_FONTS: None)
+    monkeypatch.setattr(plots, "_cjk_note_shown", False)
+    labels, kwargs = plots.token_labels(list("这本书很好"))
+    assert labels == ["0", "1", "2", "3", "4"] and kwargs == {}
+    plots.token_labels(list("质量太差"))
+    assert capsys.readouterr().out.count("note: no font with Chinese") == 1  # one note, not one per call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing-glyph warning would fail the test
+        fig, ax = plt.subplots()
+        ax.set_xticks(range(5), labels, **kwargs)
+        fig.canvas.draw()
+    monkeypatch.setattr(plots, "find_cjk_font", lambda candidates=plots.CJK_FONTS: "Some CJK Font")
+    assert plots.token_labels(list("好")) == (["好"], {"fontfamily": "Some CJK Font"})
