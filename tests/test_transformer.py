@@ -107,3 +107,36 @@ def test_encoder_block_bad_arguments(tlayers):
         TransformerEncoderBlock(10, 3, 16)
     with pytest.raises(ValueError):
         TransformerEncoderBlock(8, 2, 16, dropout=1.5)
+
+
+def test_mlm_mask_follows_bert_recipe():
+    from bigmodel_utils.models.attention import mlm_mask
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 1000, size=(400, 64))
+    ids[:, 50:] = 0  # padding
+    ids[:, 0] = 2  # a [CLS]-like special token
+    inputs, labels, weights = mlm_mask(ids, mask_id=4, vocab_size=1000, special_ids=(0, 1, 2, 3), rng=rng)
+    chosen = weights.astype(bool)
+    real = ids[:, 1:50].size
+    assert abs(chosen.sum() / real - 0.15) < 0.01, "15 % of the real tokens"
+    assert not chosen[:, 50:].any() and not chosen[:, 0].any(), "never padding or special tokens"
+    assert np.array_equal(labels, ids) and np.array_equal(inputs[~chosen], ids[~chosen])
+    masked = (inputs[chosen] == 4).mean()
+    unchanged = (inputs[chosen] == ids[chosen]).mean()
+    replaced = 1 - masked - unchanged
+    assert abs(masked - 0.8) < 0.02 and abs(unchanged - 0.1) < 0.02 and abs(replaced - 0.1) < 0.02
+    assert inputs[chosen & (inputs != 4) & (inputs != ids)].min() >= 5, "random replacements are ordinary tokens"
+    again = mlm_mask(ids, 4, 1000, (0, 1, 2, 3), rng=np.random.default_rng(0))
+    first = mlm_mask(ids, 4, 1000, (0, 1, 2, 3), rng=np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(again, first)), "a seeded generator gives the same corruption"
+
+
+@pytest.mark.parametrize("kwargs", [dict(token_ids=np.zeros(5, dtype=int)), dict(token_ids=np.zeros((2, 3))),
+                                    dict(rate=0.0), dict(mask_id=5000)])
+def test_mlm_mask_bad_input(kwargs):
+    from bigmodel_utils.models.attention import mlm_mask
+
+    args = dict(token_ids=np.ones((2, 3), dtype=int), mask_id=4, vocab_size=10) | kwargs
+    with pytest.raises(ValueError, match=r"\w"):
+        mlm_mask(**args)
