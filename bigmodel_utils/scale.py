@@ -204,3 +204,30 @@ PUBLISHED = [
 
 #: GPT-2 small as released (the paper's "117M" miscounts it); see :data:`PUBLISHED`.
 GPT2_SMALL = TransformerShape("GPT-2 small", 12, 768, 12, 50257, 1024, published_params=124_439_808, source="released checkpoint")
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5, device: str = "/CPU:0") -> float:
+    """Measured speed of this machine's float32 ``n x n`` matrix product, in GFLOP/s (chapter 00; used in 01).
+
+    A product of two ``n x n`` matrices takes ``2 n^3`` floating-point operations (a multiply and an add
+    for each of the ``n`` terms of each of the ``n^2`` outputs). The best of ``repeats`` timed runs is
+    taken, after one untimed warm-up that pays one-off set-up costs.
+    """
+    import time
+
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    if not isinstance(n, int) or n < 1 or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"n and repeats must be positive integers, got {n!r}, {repeats!r}")
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    with tf.device(device):
+        a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+        (a @ b).numpy()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            (a @ b).numpy()  # .numpy() waits for the result
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9

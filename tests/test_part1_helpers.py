@@ -218,3 +218,10 @@ def test_glossary_is_consistent():
     assert len(glossary(1)) < len(glossary())
     with pytest.raises(ValueError):
         glossary(-1)
+
+
+def test_matmul_gflops_measures_something_sane():
+    rate = scale.matmul_gflops(128, repeats=2)
+    assert 0.01 < rate < 1e6  # GFLOP/s: a CPU does tens to hundreds, a GPU up to ~1e3-1e5
+    with pytest.raises(ValueError):
+        scale.matmul_gflops(0)
