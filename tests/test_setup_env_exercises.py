@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 import tomllib
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,6 @@ class DatasetEntry:
     distribution: str | None = None
     install_hint: str | None = None
     offline_alternative: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _require(obj: dict, key: str, where: str) -> Any:
@@ -115,7 +114,6 @@ def _parse_entry(raw: dict) -> DatasetEntry:
         distribution=source.get("distribution"),
         install_hint=source.get("install_hint"),
         offline_alternative=raw.get("offline_alternative"),
-        extra={k: v for k, v in source.items() if k not in {"kind", "files", "distribution"}},
     )
 
 
