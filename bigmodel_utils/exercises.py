@@ -314,13 +314,17 @@ def _ex_05_2(answer: Any) -> None:
 
 @exercise("06.1", hint="train['text'].str.len() > 128, then its mean; use load_dataset('reviews_zh', split='train').")
 def _ex_06_1(answer: Any) -> None:
+    _share_of_long_reviews(answer, "train", 128, "the share of truncated training reviews")
+
+
+def _share_of_long_reviews(answer: Any, split: str, limit: int, what: str) -> None:
     from bigmodel_utils.data import load_dataset
 
-    train = load_dataset("reviews_zh", split="train")
+    texts = load_dataset("reviews_zh", split=split)["text"]
     value = float(answer)
     if value > 1:
         raise Wrong("a fraction lies between 0 and 1 (did you give a count or a percentage?).")
-    _close(value, float((train["text"].str.len() > 128).mean()), 0.001, "the share of truncated training reviews")
+    _close(value, float((texts.str.len() > limit).mean()), 0.001, what)
 
 
 @exercise("06.2", hint="3 · (inputs · units + units · units + 2 · units): three gates, each with input and recurrent weights and two biases.")
@@ -329,3 +333,87 @@ def _ex_06_2(answer: Any) -> None:
 
     if int(answer) != answer or int(answer) != gru_params(128, 64):
         raise Wrong(f"{answer!r} is not the count; with reset_after=True each gate has two bias vectors.")
+
+
+# --- chapter 07 -------------------------------------------------------------------------------
+
+
+@exercise("07.1", hint="Attention: four d x d matrices with biases; two layer norms (scale and shift); "
+                       "the feed-forward network: d x d_ff plus bias, then d_ff x d plus bias.")
+def _ex_07_1(answer: Any) -> None:
+    from bigmodel_utils.scale import transformer_block_params
+
+    d, expected = 128, transformer_block_params(128, 4, 512)
+    if int(answer) != answer:
+        raise Wrong("a parameter count is a whole number.")
+    if int(answer) == expected - 4 * d:
+        raise Wrong("almost: count the two layer norms too (a scale and a shift of d numbers each).")
+    if int(answer) != expected:
+        raise Wrong(f"{int(answer):,} is not the count; check each of the four attention matrices has a bias.")
+
+
+@exercise("07.2", hint="scaled_dot_product_attention(q, k, v, mask=causal_mask(len(q))) and return the output, not the weights.")
+def _ex_07_2(answer: Any) -> None:
+    import numpy as np
+
+    from bigmodel_utils.models.attention import causal_mask, scaled_dot_product_attention
+
+    _callable(answer)
+    rng = np.random.default_rng(7)
+    for n, d in [(5, 4), (1, 3), (8, 2)]:
+        q, k, v = (rng.normal(size=(n, d)) for _ in range(3))
+        got = np.asarray(_returned(answer(q, k, v), "causal_attention"), dtype=float)
+        expected, _ = scaled_dot_product_attention(q, k, v, mask=causal_mask(n))
+        if got.shape != expected.shape:
+            raise Wrong(f"for q, k, v of shape {(n, d)} the output should have shape {expected.shape}, got {got.shape}.")
+        if not np.allclose(got[0], v[0]):
+            raise Wrong("the first position may attend only to itself, so its output must be v[0]; is the mask applied?")
+        if not np.allclose(got, expected, atol=1e-8):
+            raise Wrong("the values are wrong; did you divide the scores by sqrt(d)?")
+
+
+@exercise("07.3", hint="(test['text'].str.len() > 62).mean() with test = load_dataset('reviews_zh', split='test').")
+def _ex_07_3(answer: Any) -> None:
+    _share_of_long_reviews(answer, "test", 62, "the share of test reviews that SEQ_LEN = 64 cuts")
+
+
+# --- chapter 08 -------------------------------------------------------------------------------
+
+
+@exercise("08.1", hint="pos = scores[labels == 1], neg = scores[labels == 0]; compare every pair with "
+                       "pos[:, None] > neg[None, :], add half of the ties, divide by the number of pairs.")
+def _ex_08_1(answer: Any) -> None:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    _callable(answer)
+    rng = np.random.default_rng(8)
+    for n, rounding in [(50, None), (200, 1), (7, None)]:
+        labels = np.r_[0, 1, rng.integers(0, 2, n - 2)]
+        scores = rng.normal(size=n) + labels
+        if rounding is not None:
+            scores = np.round(scores, rounding)  # ties
+        got = float(_returned(answer(scores, labels), "auc"))
+        expected = roc_auc_score(labels, scores)
+        if not abs(got - expected) < 1e-9:
+            hint = " Count ties as half a pair." if rounding is not None else ""
+            raise Wrong(f"for {n} examples you gave {got:.4f}, the AUC is {expected:.4f}.{hint}")
+
+
+@exercise("08.2", hint="conf = probs.max(1); bins = np.minimum((conf * n_bins).astype(int), n_bins - 1) is close; "
+                       "a confidence of exactly 1.0 belongs in the last bin.")
+def _ex_08_2(answer: Any) -> None:
+    import numpy as np
+
+    from bigmodel_utils.evaluation import expected_calibration_error
+
+    _callable(answer)
+    rng = np.random.default_rng(9)
+    for n, k, bins in [(500, 3, 10), (300, 10, 5), (50, 2, 15)]:
+        logits = rng.normal(size=(n, k)) * 3
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        labels = rng.integers(0, k, n)
+        got = float(_returned(answer(probs, labels, n_bins=bins), "ece"))
+        expected = expected_calibration_error(probs, labels, n_bins=bins)
+        if not abs(got - expected) < 1e-3:
+            raise Wrong(f"with {n} examples, {k} classes and {bins} bins you gave {got:.4f}, the ECE is {expected:.4f}.")

@@ -161,3 +161,39 @@ def token_labels(tokens: Sequence[str], font: str | None = "auto") -> tuple[list
               "(Debian/Ubuntu: apt install fonts-noto-cjk; then restart the kernel)")
         _cjk_note_shown = True
     return [str(i) for i in range(len(tokens))], {}
+
+
+def plot_attention(weights, tokens: Sequence[str], title: str | None = None, max_cols: int = 4):
+    """One heat map per head of a block's attention weights (heads, n, n): row = query, column = key.
+
+    Chapter 07. Tokens label the axes through :func:`token_labels` (positions when no CJK font is installed).
+    """
+    import matplotlib.pyplot as plt
+
+    weights = np.asarray(weights)
+    if weights.ndim != 3 or weights.shape[1] != weights.shape[2] or weights.shape[1] != len(tokens):
+        raise ValueError(f"weights must be (heads, n, n) with n = {len(tokens)} tokens, got {weights.shape}")
+    labels, text_kw = token_labels(tokens)
+    heads = weights.shape[0]
+    cols = min(heads, max_cols)
+    rows = -(-heads // cols)
+    size = 1.0 + 0.18 * len(tokens)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
+    for h, ax in enumerate(axes.ravel()):
+        if h >= heads:
+            ax.axis("off")
+            continue
+        ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=float(weights[h].max()))
+        ax.grid(False)
+        ax.set_title(f"head {h}")
+        ax.set_xticks(range(len(labels)))
+        ax.set_yticks(range(len(labels)))
+        ax.set_xticklabels(labels, fontsize=7, rotation=90, **text_kw)
+        ax.set_yticklabels(labels, fontsize=7, **text_kw)
+        ax.set_xlabel("attends to (key)")
+        if h % cols == 0:
+            ax.set_ylabel("token (query)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -82,3 +82,91 @@ def mean_pool(hidden: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
     mask = (token_ids != 0)[..., None].astype(np.float32)
     summed = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
     return summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+
+
+def _keras_hub():
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook check, when keras-hub is imported
+    try:
+        import keras_hub
+    except ImportError as exc:  # keras-hub is in the lock; a hand-made environment may lack it
+        raise ImportError("this needs the optional package keras-hub (its WordPiece tokenizer and reference BERT); "
+                          "install the book's environment with 'make lab' or run 'pip install keras-hub'") from exc
+    return keras_hub
+
+
+def wordpiece_tokenizer(folder: str | Path | None = None):
+    """keras-hub's maintained WordPiece tokenizer with all-MiniLM-L6-v2's vocabulary (lower-cased, accents stripped)."""
+    from bigmodel_utils.data import load_dataset
+
+    folder = load_dataset("minilm_l6_v2") if folder is None else Path(folder)
+    return _keras_hub().tokenizers.WordPieceTokenizer(vocabulary=str(folder / "vocab.txt"), lowercase=True, strip_accents=True)
+
+
+def encode_wordpiece(tokenizer, texts, max_length: int = 128, truncate: bool = True) -> np.ndarray:
+    """``[CLS] word pieces [SEP]``, padded with 0 to the longest row: an (n, <= max_length) int32 array.
+
+    BERT models have a fixed number of positions (512 for MiniLM), and sentence-transformers cuts
+    all-MiniLM-L6-v2's inputs at 256 word pieces. A text with more than ``max_length - 2`` pieces is cut
+    to its first ones (``truncate=True``, as sentence-transformers does) or is an error (``truncate=False``).
+    """
+    if isinstance(texts, str):
+        raise TypeError("encode_wordpiece takes a list of texts; wrap a single text in a list")
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3, got {max_length}")
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    rows = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is {type(text).__name__}, not str")
+        pieces = np.asarray(tokenizer(text)).tolist()
+        if len(pieces) > max_length - 2:
+            if not truncate:
+                raise ValueError(f"text {i} has {len(pieces)} word pieces; max_length={max_length} holds {max_length - 2} "
+                                 "plus [CLS] and [SEP]. Pass truncate=True to keep the first ones, or split the text")
+            pieces = pieces[: max_length - 2]
+        rows.append([cls_id, *pieces, sep_id])
+    width = max(map(len, rows), default=2)
+    return np.array([r + [0] * (width - len(r)) for r in rows], dtype=np.int32).reshape(len(rows), width)
+
+
+def embed_sentences(model, tokenizer, texts, max_length: int = 128, batch_size: int = 64) -> np.ndarray:
+    """Unit-length sentence embeddings (mean pooling) of ``texts`` with a loaded MiniLM, in batches.
+
+    Texts are sorted by length first so that each batch pads only to its own longest text.
+    """
+    import keras
+
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), model.output_shape[-1]), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        rows = order[start:start + batch_size]
+        ids = encode_wordpiece(tokenizer, [texts[i] for i in rows], max_length=max_length)
+        out[rows] = mean_pool(keras.ops.convert_to_numpy(model(ids, training=False)), ids)
+    return out
+
+
+def keras_hub_reference(folder: str | Path | None = None, exact_gelu: bool = True):
+    """keras-hub's ``BertBackbone`` with the checkpoint: the independent implementation ours is checked against.
+
+    keras-hub builds BERT with the tanh approximation of GELU; the checkpoint was trained with the exact
+    (erf) GELU. ``exact_gelu=True`` builds keras-hub's model with the exact one (its BERT backbone takes
+    the activation from a module-level name, swapped here only while the model is built).
+    """
+    from bigmodel_utils.data import load_dataset
+
+    keras_hub = _keras_hub()
+    import keras
+    from keras_hub.src.models.bert import bert_backbone
+
+    folder = load_dataset("minilm_l6_v2") if folder is None else Path(folder)
+    if not exact_gelu:
+        return keras_hub.models.BertBackbone.from_preset(str(folder))
+    original = bert_backbone.gelu_approximate
+    bert_backbone.gelu_approximate = lambda x: keras.activations.gelu(x, approximate=False)
+    try:
+        return keras_hub.models.BertBackbone.from_preset(str(folder))
+    finally:
+        bert_backbone.gelu_approximate = original

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bigmodel_utils.data import ChecksumError, load_dataset
-from bigmodel_utils.pretrained import load_minilm, mean_pool
+from bigmodel_utils.pretrained import encode_wordpiece, keras_hub_reference, load_minilm, mean_pool, wordpiece_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -38,26 +38,25 @@ def test_minilm_matches_keras_hub(folder):
     import keras
     import keras_hub
 
-    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=str(folder / "vocab.txt"), lowercase=True, strip_accents=True)
+    tokenizer = wordpiece_tokenizer(folder)
+    assert isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer)
     sentences = ["Return the absolute value of a number.", "Open a file and return a stream."]
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    rows = [[cls_id, *np.asarray(tokenizer(s)).tolist(), sep_id] for s in sentences]
-    width = max(map(len, rows))
-    ids = np.array([r + [0] * (width - len(r)) for r in rows], dtype="int32")
-
-    reference = keras_hub.models.BertBackbone.from_preset(str(folder))
-    ref = keras.ops.convert_to_numpy(reference({"token_ids": ids, "segment_ids": np.zeros_like(ids),
-                                                "padding_mask": ids != 0})["sequence_output"])
-    ours, _ = load_minilm(folder, approximate_gelu=True)  # keras-hub uses the tanh approximation of GELU
-    out = keras.ops.convert_to_numpy(ours(ids))
+    ids = encode_wordpiece(tokenizer, sentences)
+    assert ids[0, 0] == tokenizer.token_to_id("[CLS]") and (ids[1] == tokenizer.token_to_id("[SEP]")).sum() == 1
     real = ids != 0
-    assert np.abs(out[real] - ref[real]).max() <= 1e-4
+    inputs = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": real}
 
-    exact, _ = load_minilm(folder)  # as trained: exact GELU; close to, but not the same as, the approximation
-    gap = np.abs(keras.ops.convert_to_numpy(exact(ids))[real] - out[real]).max()
+    outputs = {}
+    for exact_gelu in (True, False):
+        ref = keras.ops.convert_to_numpy(keras_hub_reference(folder, exact_gelu=exact_gelu)(inputs)["sequence_output"])
+        ours, _ = load_minilm(folder, approximate_gelu=not exact_gelu)
+        out = keras.ops.convert_to_numpy(ours(ids))
+        assert np.abs(out[real] - ref[real]).max() <= 1e-4
+        outputs[exact_gelu] = out
+    gap = np.abs(outputs[True][real] - outputs[False][real]).max()  # the two GELUs differ, a little
     assert 0 < gap < 0.05
 
-    emb = mean_pool(keras.ops.convert_to_numpy(exact(ids)), ids)
+    emb = mean_pool(outputs[True], ids)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
@@ -68,3 +67,22 @@ def test_mean_pool_ignores_padding():
     assert np.allclose(a, b)
     with pytest.raises(ValueError):
         mean_pool(hidden, np.array([[1, 2]]))
+
+
+def test_wordpiece_long_text_truncates_or_errors(folder):
+    tokenizer = wordpiece_tokenizer(folder)
+    long_text = "the quick brown fox jumps over the lazy dog " * 40
+    ids = encode_wordpiece(tokenizer, [long_text, "short"], max_length=32)
+    assert ids.shape == (2, 32) and ids[0, -1] == tokenizer.token_to_id("[SEP]")
+    with pytest.raises(ValueError, match="truncate=True"):
+        encode_wordpiece(tokenizer, [long_text], max_length=32, truncate=False)
+    with pytest.raises(TypeError, match="list of texts"):
+        encode_wordpiece(tokenizer, "one text")
+
+
+def test_missing_keras_hub_is_a_clear_error(monkeypatch, folder):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # what a missing package looks like to import
+    with pytest.raises(ImportError, match="pip install keras-hub"):
+        wordpiece_tokenizer(folder)
