@@ -4,7 +4,7 @@ The encoder itself is :func:`bigmodel_utils.models.transformer.build_encoder`; t
 puts around it: a vocabulary with special tokens, the targets of masked-language modelling gathered at
 the chosen positions (so the output layer runs on 15 % of the positions, not all of them), the MLM head,
 a classifier head that averages over the real (non-padding) positions, and per-head attention maps.
-Keras is imported inside the functions that need it, so importing this module stays cheap.
+The Keras layers it uses live with the other encoder layers in :mod:`bigmodel_utils.models.transformer`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_utils.models.attention import mlm_mask
+from bigmodel_utils.models.transformer import (GatherPositions, TiedLogits, TransformerEncoderBlock,  # noqa: F401
+                                               gather_positions, keras)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -127,64 +129,6 @@ def mlm_targets(token_ids: np.ndarray, tokenizer: CharTokenizer, max_predictions
     return inputs, positions, targets, weights
 
 
-def _keras():
-    from bigmodel_utils.models.transformer import keras  # registers the encoder layers, TF start-up log silenced
-
-    return keras
-
-
-def gather_positions(hidden, positions):
-    """``hidden[b, positions[b, p]]`` for every row ``b``: (batch, length, d) -> (batch, P, d)."""
-    keras = _keras()
-    return keras.ops.take_along_axis(hidden, keras.ops.expand_dims(keras.ops.cast(positions, "int32"), -1), axis=1)
-
-
-def _gather_layer():
-    keras = _keras()
-    name = "bigmodel>GatherPositions"
-    registered = keras.saving.get_registered_object(name)
-    if registered is not None:
-        return registered
-
-    @keras.saving.register_keras_serializable(package="bigmodel")
-    class GatherPositions(keras.layers.Layer):
-        """The hidden states at the masked positions only (a saveable layer, unlike a ``Lambda``)."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.supports_masking = True  # the padding mask is used up here: targets are never padding
-
-        def call(self, hidden, positions, mask=None):
-            return gather_positions(hidden, positions)
-
-        def compute_mask(self, inputs, mask=None):
-            return None
-
-        def compute_output_shape(self, hidden_shape, positions_shape):
-            return tuple(positions_shape) + (hidden_shape[-1],)
-
-    return GatherPositions
-
-
-def _tied_logits_layer():
-    keras = _keras()
-
-    class TiedLogits(keras.layers.Layer):
-        """Scores against the input embedding matrix (BERT ties its output layer to its input embeddings)."""
-
-        def __init__(self, embedding, **kwargs):
-            super().__init__(**kwargs)
-            self._embedding = (embedding,)  # a plain tuple: the embedding's weights stay owned by the encoder
-
-        def build(self, input_shape):
-            self.bias = self.add_weight(shape=(self._embedding[0].input_dim,), initializer="zeros", name="bias")
-
-        def call(self, h):
-            return keras.ops.matmul(h, keras.ops.transpose(self._embedding[0].embeddings)) + self.bias
-
-    return TiedLogits
-
-
 def build_mlm_model(encoder, vocab_size: int, max_predictions: int):
     """BERT's pre-training model: ``[token_ids, positions]`` -> logits over the vocabulary at ``positions``.
 
@@ -193,7 +137,6 @@ def build_mlm_model(encoder, vocab_size: int, max_predictions: int):
     which halves the parameters of the two largest matrices and makes a small model learn faster).
     The tied layer is not serialisable on its own: save the weights (``save_weights``) and rebuild.
     """
-    keras = _keras()
     tokens = encoder.get_layer("embeddings").tokens
     if tokens.input_dim != vocab_size:
         raise ValueError(f"the encoder embeds {tokens.input_dim} tokens but vocab_size is {vocab_size}")
@@ -201,10 +144,10 @@ def build_mlm_model(encoder, vocab_size: int, max_predictions: int):
     positions = keras.Input((max_predictions,), dtype="int32", name="positions")
     hidden = encoder(ids)
     d_model = hidden.shape[-1]
-    picked = _gather_layer()(name="gather")(hidden, positions)
+    picked = GatherPositions(name="gather")(hidden, positions)
     h = keras.layers.Dense(d_model, activation="gelu", name="mlm_dense")(picked)
     h = keras.layers.LayerNormalization(epsilon=1e-12, name="mlm_norm")(h)
-    logits = _tied_logits_layer()(tokens, name="mlm_logits")(h)
+    logits = TiedLogits(tokens, name="mlm_logits")(h)
     return keras.Model([ids, positions], logits, name="mlm")
 
 
@@ -214,7 +157,6 @@ def build_classifier(encoder, dropout: float = 0.1, name: str = "classifier"):
     ``GlobalAveragePooling1D`` receives the padding mask that the encoder's embedding layer computes, so
     padding never enters the average (a unit test checks that adding padding changes nothing).
     """
-    keras = _keras()
     ids = keras.Input((None,), dtype="int32", name="token_ids")
     pooled = keras.layers.GlobalAveragePooling1D(name="mean_over_tokens")(encoder(ids))
     pooled = keras.layers.Dropout(dropout)(pooled)
@@ -228,9 +170,6 @@ def attention_maps(encoder, token_ids) -> list[np.ndarray]:
     each block for its weights. Rows of real tokens sum to 1 and give padding no weight; rows of padding
     positions are all zero.
     """
-    keras = _keras()
-    from bigmodel_utils.models.transformer import TransformerEncoderBlock
-
     ids = keras.ops.convert_to_tensor(np.asarray(token_ids, dtype=np.int32))
     embed = encoder.get_layer("embeddings")
     x = embed(ids)
@@ -261,7 +200,6 @@ def load_classifier(path: str | Path):
 
     Importing the encoder's module first registers its layers, which ``keras.saving.load_model`` needs.
     """
-    keras = _keras()
     path = Path(path)
     tokenizer_path = path.with_suffix(".tokenizer.json")
     for needed in (path, tokenizer_path):

@@ -126,6 +126,47 @@ class TransformerEncoderBlock(keras.layers.Layer):
         }
 
 
+def gather_positions(hidden, positions):
+    """``hidden[b, positions[b, p]]`` for every row ``b``: (batch, length, d) -> (batch, P, d)."""
+    return keras.ops.take_along_axis(hidden, keras.ops.expand_dims(keras.ops.cast(positions, "int32"), -1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
+class GatherPositions(keras.layers.Layer):
+    """The hidden states at the masked positions only, for BERT's MLM head (a saveable layer, unlike a ``Lambda``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # the padding mask is used up here: targets are never padding
+
+    def call(self, hidden, positions, mask=None):
+        return gather_positions(hidden, positions)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, hidden_shape, positions_shape):
+        return tuple(positions_shape) + (hidden_shape[-1],)
+
+
+class TiedLogits(keras.layers.Layer):
+    """Scores against an ``Embedding``'s matrix plus a bias: BERT ties its output layer to its input embeddings.
+
+    It holds a reference to the encoder's embedding layer, so it is not serialisable on its own: save the
+    weights of a model that uses it (``save_weights``) and rebuild the model to load them.
+    """
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self._embedding = (embedding,)  # a plain tuple: the embedding's weights stay owned by the encoder
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(self._embedding[0].input_dim,), initializer="zeros", name="bias")
+
+    def call(self, h):
+        return keras.ops.matmul(h, keras.ops.transpose(self._embedding[0].embeddings)) + self.bias
+
+
 def build_encoder(vocab_size: int, max_length: int, d_model: int, n_layers: int, n_heads: int, d_ff: int,
                   type_vocab_size: int = 2, norm_first: bool = False, approximate_gelu: bool = False,
                   epsilon: float = 1e-12, dropout: float = 0.1, name: str = "encoder") -> keras.Model:
