@@ -417,3 +417,134 @@ def _ex_08_2(answer: Any) -> None:
         expected = expected_calibration_error(probs, labels, n_bins=bins)
         if not abs(got - expected) < 1e-3:
             raise Wrong(f"with {n} examples, {k} classes and {bins} bins you gave {got:.4f}, the ECE is {expected:.4f}.")
+
+
+# --- chapter 09 -------------------------------------------------------------------------------
+
+
+@exercise("09.1", hint="70e9 parameters × 16 bytes, divided by the bytes of one device (80 × 2**30), rounded up "
+                       "with math.ceil.")
+def _ex_09_1(answer: Any) -> None:
+    import math
+
+    from bigmodel_utils.scale import adam_training_bytes
+
+    expected = math.ceil(adam_training_bytes(70e9, mixed_precision=True) / (80 * 2**30))
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or float(answer) != int(answer):
+        raise Wrong(f"answer with a whole number of devices, not {answer!r}.")
+    if int(answer) != expected:
+        advice = "a device cannot hold a fraction of what it lacks: round up" if answer < expected else \
+            "count 16 bytes a parameter, not more"
+        raise Wrong(f"{int(answer)} devices is {'too many' if answer > expected else 'too few'}: {advice}.")
+
+
+@exercise("09.2", hint="if step < warmup: return peak * step / warmup; then t = min(step - warmup, total - warmup) / "
+                       "(total - warmup) and return peak * 0.5 * (1 + cos(pi * t)).")
+def _ex_09_2(answer: Any) -> None:
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    _callable(answer)
+    quiet_tensorflow()
+    import keras
+
+    for peak, warmup, total in [(1e-3, 10, 100), (0.5, 3, 7), (2e-4, 100, 1000)]:
+        schedule = keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_target=peak, warmup_steps=warmup)
+        for step in sorted({0, 1, warmup // 2, warmup, warmup + 1, (warmup + total) // 2, total - 1, total, total + 5}):
+            got = float(_returned(answer(step, peak, warmup, total), "warmup_cosine"))
+            expected = float(schedule(step))
+            if not abs(got - expected) <= 1e-6 * peak + 1e-12:
+                phase = "warm-up" if step <= warmup else "decay"
+                raise Wrong(f"at step {step} (peak {peak}, warm-up {warmup}, total {total}, {phase}) you gave "
+                            f"{got:.6g}, expected {expected:.6g}.")
+
+
+@exercise("09.3", hint="global_batch must equal replicas × micro_batch × steps: check that global_batch is divisible "
+                       "by replicas × micro_batch, else raise ValueError.")
+def _ex_09_3(answer: Any) -> None:
+    _callable(answer)
+    for args, expected in [((256, 32, 2), 4), ((64, 64, 1), 1), ((1024, 16, 8), 8), ((96, 8, 3), 4)]:
+        got = _returned(answer(*args), "accumulation_steps")
+        if got != expected:
+            raise Wrong(f"accumulation_steps{args} gave {got!r}, expected {expected}.")
+    for args in [(100, 32, 2), (64, 128, 1), (48, 8, 4)]:
+        try:
+            got = answer(*args)
+        except ValueError:
+            continue
+        raise Wrong(f"accumulation_steps{args} returned {got!r}; it cannot be done exactly: raise ValueError.")
+
+
+# --- chapter 10 -------------------------------------------------------------------------------
+
+
+@exercise("10.1", hint="np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8): round first, clip "
+                       "before the cast (a cast alone wraps 130 round to -126).")
+def _ex_10_1(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(10)
+    for scale, zero in [(0.02, 0), (0.05, -20), (0.01, 10)]:
+        x = rng.normal(scale=1.5, size=(7, 5)).astype(np.float32)
+        x[0, 0], x[0, 1] = 100.0, -100.0  # far outside the range: must clip
+        got = np.asarray(_returned(answer(x, scale, zero), "quantize"))
+        expected = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+        if got.dtype != np.int8:
+            raise Wrong(f"return an int8 array, not {got.dtype}.")
+        if got.shape != x.shape:
+            raise Wrong(f"the result has shape {got.shape}, the input {x.shape}.")
+        if not np.array_equal(got, expected):
+            if got[0, 0] != 127 or got[0, 1] != -128:
+                raise Wrong("values outside the range must clip to 127 and -128, not wrap around.")
+            raise Wrong(f"with scale {scale} and zero point {zero} some values differ: round x / scale, then add "
+                        "the zero point.")
+
+
+@exercise("10.2", hint="np.log(p) / T, then a softmax along the last axis (subtract the row maximum first).")
+def _ex_10_2(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(11)
+    logits = rng.normal(scale=3, size=(6, 10))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    for t in (1.0, 2.0, 4.0, 0.5):
+        got = np.asarray(_returned(answer(p, t), "soften"), dtype=float)
+        z = np.log(p) / t
+        expected = np.exp(z - z.max(1, keepdims=True))
+        expected /= expected.sum(1, keepdims=True)
+        if got.shape != p.shape:
+            raise Wrong(f"the result has shape {got.shape}, expected {p.shape}: one row per example.")
+        if not np.allclose(got.sum(1), 1, atol=1e-6):
+            raise Wrong("each row must sum to 1: normalise along the last axis.")
+        if not np.allclose(got, expected, atol=1e-6):
+            raise Wrong(f"at T = {t} the values differ: divide log p by T, then take the softmax.")
+    flat = np.asarray(answer(p, 4.0)).max(1).mean()
+    if not flat < p.max(1).mean():
+        raise Wrong("a higher temperature must flatten the distribution.")
+
+
+@exercise("10.3", hint="k = round(sparsity * w.size); idx = np.argsort(np.abs(w).ravel())[:k]; copy w, set those "
+                       "entries to 0, keep the shape.")
+def _ex_10_3(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(12)
+    for shape, s in [((20, 10), 0.5), ((3, 3, 4, 8), 0.8), ((50,), 0.9), ((6, 6), 0.0)]:
+        w = rng.normal(size=shape).astype(np.float32)
+        original = w.copy()
+        got = np.asarray(_returned(answer(w, s), "prune"))
+        if not np.array_equal(w, original):
+            raise Wrong("prune changed its input: work on a copy.")
+        if got.shape != w.shape:
+            raise Wrong(f"the result has shape {got.shape}, the input {w.shape}.")
+        k = int(round(s * w.size))
+        if int((got == 0).sum()) != k:
+            raise Wrong(f"with sparsity {s} on {w.size} weights, {k} must be zero, you have {int((got == 0).sum())}.")
+        kept = got != 0
+        if not np.array_equal(got[kept], w[kept]):
+            raise Wrong("the weights you keep must be unchanged.")
+        if k and np.abs(w[kept]).min() < np.abs(w[~kept]).max():
+            raise Wrong("a weight you zeroed is larger in absolute value than one you kept: sort by |w|.")

@@ -17,6 +17,7 @@ Python, NumPy and TensorFlow, turns on deterministic ops, and sets plot defaults
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -48,6 +49,32 @@ def smoke_from_env(default: bool = False) -> bool:
     )
 
 
+@contextlib.contextmanager
+def silenced_stderr():
+    """Point the process's C-level stderr (file descriptor 2) at /dev/null inside the block.
+
+    For native libraries that print unconditionally (TensorFlow at start-up, the LiteRT converter and
+    interpreter in chapter 10). Python exceptions are unaffected: they are raised, not printed.
+    """
+    import sys
+
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):  # no real fd 2 (some embedded consoles): skip
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's start-up noise, once, for the whole notebook.
 
@@ -65,23 +92,10 @@ def quiet_tensorflow() -> None:
         return
     import logging
 
-    saved = None
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    except (OSError, AttributeError, ValueError):  # no real fd 2 (some embedded consoles): skip
-        saved = None
-    try:
+    with silenced_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device probing logs once, here
-    finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         import absl.logging

@@ -1,4 +1,4 @@
-"""The arithmetic of large models: parameters, memory and compute (chapter 01; reused in chapter 09).
+"""The arithmetic of large models: parameters, memory and compute (chapter 01; memory again in chapter 09).
 
 Closed-form parameter counts for the layers the book builds, checked in chapter 01 against what Keras
 counts; a :class:`TransformerShape` that turns a published architecture into parameters, memory and
@@ -160,6 +160,23 @@ def adam_training_bytes(n_params: int | float, mixed_precision: bool = False) ->
     if n_params < 0:
         raise ValueError(f"n_params must be non-negative, got {n_params}")
     return n_params * (2 + 2 + 4 + 4 + 4 if mixed_precision else 4 + 4 + 4 + 4)
+
+
+def activation_bytes(n_layers: int, d_model: int, n_heads: int, seq_len: int, batch: int = 1,
+                     recompute: bool = False) -> float:
+    """Activations a Transformer keeps for the backward pass, in 16-bit precision (chapter 09).
+
+    Per layer ``s·b·h·(34 + 5·a·s/h)`` bytes for sequence length ``s``, batch ``b``, width ``h`` and
+    ``a`` heads (Korthikanti et al. 2022, "Reducing activation recomputation in large transformer
+    models", eq. 1: the inputs of every matrix product, the softmax and its dropout mask, the norms).
+    The ``5·a·s/h`` term is the ``s × s`` attention matrices, which grow with the square of the
+    sequence. With ``recompute=True`` (full activation checkpointing) only each layer's input is kept,
+    ``2·s·b·h`` bytes, and the rest is computed again during the backward pass.
+    """
+    _positive(n_layers=n_layers, d_model=d_model, n_heads=n_heads, seq_len=seq_len, batch=batch)
+    s, b, h, a = seq_len, batch, d_model, n_heads
+    per_layer = 2 * s * b * h if recompute else s * b * h * (34 + 5 * a * s / h)
+    return float(n_layers * per_layer)
 
 
 def training_flops(n_params: int | float, n_tokens: int | float) -> float:

@@ -48,6 +48,15 @@ def test_memory_and_compute():
     assert scale.human_bytes(1536) == "1.50 KiB" and scale.human_bytes(10) == "10 B"
 
 
+def test_activation_bytes_follow_korthikanti_et_al():
+    # one layer, s=4, b=1, h=8, a=2: 4*8*(34 + 5*2*4/8) = 32 * 39 bytes
+    assert scale.activation_bytes(1, 8, 2, 4) == 32 * 39
+    assert scale.activation_bytes(3, 8, 2, 4, batch=2) == 3 * 2 * 32 * 39
+    assert scale.activation_bytes(3, 8, 2, 4, batch=2, recompute=True) == 3 * 2 * 2 * 4 * 8
+    # the attention term grows with the square of the sequence
+    assert scale.activation_bytes(1, 64, 8, 4096) > 4 * scale.activation_bytes(1, 64, 8, 1024) * 0.99
+
+
 @pytest.mark.parametrize(
     "call, error",
     [
@@ -60,6 +69,7 @@ def test_memory_and_compute():
         (lambda: scale.weight_memory_bytes(-1), ValueError),
         (lambda: scale.adam_training_bytes(-1), ValueError),
         (lambda: scale.training_flops(-1, 1), ValueError),
+        (lambda: scale.activation_bytes(1, 8, 2, 0), ValueError),
         (lambda: scale.TransformerShape("x", 2, 10, 3, 100, 10), ValueError),  # 10 not divisible by 3
         (lambda: scale.TransformerShape("x", 2, 12, 3, 100, 10, kind="t5"), ValueError),
         (lambda: scale.TransformerShape("x", 0, 12, 3, 100, 10), ValueError),

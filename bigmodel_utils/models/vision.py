@@ -111,5 +111,6 @@ def build_digits_cnn(
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    # float32 output even under a mixed-precision policy (chapter 09): softmax and loss stay accurate
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
