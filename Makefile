@@ -1,7 +1,9 @@
 # The book's commands. Everything runs inside .venv, built from requirements.lock.
 #   make lab    build .venv if needed, then open the book in JupyterLab
 #   make test   build .venv if needed, then run every test and every notebook (SMOKE mode)
+#               (and install headless Chromium for the page's browser test where this user may: see 'browser')
 #   make book   execute every chapter in FULL mode into _build/ (notebooks, HTML, summary table)
+#   make serve  serve the saved digits and review models at http://127.0.0.1:8000/ (waitress)
 #   make clean  remove .venv, _build/ and caches (downloaded data stays in the cache folder)
 #   make lock   re-resolve the dependencies of pyproject.toml into requirements.lock
 
@@ -16,8 +18,9 @@ LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 CHAPTERS ?=
 PYTEST_ARGS ?=
+SERVE_ARGS ?=
 
-.PHONY: lab test book clean lock env
+.PHONY: lab test book serve browser clean lock env
 
 # Rebuild .venv from scratch when it is missing or when a lock file changed since it was built.
 $(STAMP): $(LOCKS)
@@ -36,11 +39,30 @@ env: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=chapters --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for the end-to-end test of the service's page (chapter 11): Debian's packages, installed
+# when missing and this user may install them (root, as in CI containers, or password-less sudo). Otherwise
+# nothing is installed and the browser test is skipped with a note saying how to install it.
+BROWSER_PKGS := chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $(BROWSER_PKGS) (Debian packages) for the browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; } \
+	    || echo "warning: could not install $(BROWSER_PKGS): the browser test will be skipped"; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    echo "installing $(BROWSER_PKGS) (Debian packages, with sudo) for the browser test"; \
+	    { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; } \
+	    || echo "warning: could not install $(BROWSER_PKGS): the browser test will be skipped"; \
+	else echo "note: no headless Chromium here and no permission to install it: the browser test will be skipped"; fi
 
 book: $(STAMP)
 	$(BIN)/python -m bigmodel_utils.book run $(CHAPTERS)
+
+serve: $(STAMP)
+	$(BIN)/python -m bigmodel_utils.serving $(SERVE_ARGS)
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -548,3 +548,71 @@ def _ex_10_3(answer: Any) -> None:
             raise Wrong("the weights you keep must be unchanged.")
         if k and np.abs(w[kept]).min() < np.abs(w[~kept]).max():
             raise Wrong("a weight you zeroed is larger in absolute value than one you kept: sort by |w|.")
+
+
+# --- chapter 11 -------------------------------------------------------------------------------
+
+
+@exercise("11.1", hint="s = sorted(latencies); pos = 0.99 * (len(s) - 1); lo = int(pos); return s[lo] + (pos - lo) * "
+                       "(s[min(lo + 1, len(s) - 1)] - s[lo]).")
+def _ex_11_1(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(13)
+    for data in ([5.0], [1.0, 2.0], list(rng.exponential(3, 100)), list(rng.exponential(3, 1001)), [3, 1, 2, 10, 7]):
+        got = float(_returned(answer(list(data)), "p99"))
+        expected = float(np.percentile(data, 99))
+        if not abs(got - expected) <= 1e-9 * max(1.0, abs(expected)):
+            raise Wrong(f"for {len(data)} latencies you gave {got:.4f}, the 99th percentile is {expected:.4f}: "
+                        "sort first, then interpolate at 0.99 × (n − 1).")
+
+
+@exercise("11.2", hint="for row in probabilities: k = int(row.argmax()); {'class': k, 'label': labels[k], "
+                       "'probabilities': [float(v) for v in row]}: int() and float() turn NumPy scalars into Python ones.")
+def _ex_11_2(answer: Any) -> None:
+    import json
+
+    import numpy as np
+
+    _callable(answer)
+    p = np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]], dtype=np.float32)
+    got = _returned(answer(p, ["a", "b", "c"]), "to_json")
+    try:
+        text = json.dumps(got)
+    except TypeError as error:
+        raise Wrong(f"json.dumps refuses the result ({error}): convert NumPy values with int() and float().") from None
+    back = json.loads(text)
+    if not isinstance(back, list) or len(back) != 2:
+        raise Wrong("return a list with one dictionary per row.")
+    for row, expected_class, label, probs in zip(back, (1, 0), ("b", "a"), p):
+        if not isinstance(row, dict) or set(row) != {"class", "label", "probabilities"}:
+            raise Wrong('each item is a dictionary with exactly "class", "label" and "probabilities".')
+        if row["class"] != expected_class or row["label"] != label:
+            raise Wrong("the class is the index of the largest probability, the label its name.")
+        if not np.allclose(row["probabilities"], probs, atol=1e-6):
+            raise Wrong("keep every probability of the row, in order.")
+
+
+@exercise("11.3", hint="check isinstance(payload, dict), 'instances' in payload, a list of 1 to 64 items, each a str "
+                       "with text.strip() and len(text) <= max_length; raise ValueError otherwise.")
+def _ex_11_3(answer: Any) -> None:
+    _callable(answer)
+    good = {"instances": ["很好", "太差了"]}
+    got = _returned(answer(good, 10), "validate_text")
+    if list(got) != ["很好", "太差了"]:
+        raise Wrong("for a valid payload, return its list of texts.")
+    bad = [([], "a list instead of an object"), ({}, "no 'instances'"), ({"instances": "很好"}, "a string, not a list"),
+           ({"instances": []}, "an empty list"), ({"instances": ["ok"] * 65}, "65 texts"),
+           ({"instances": [3]}, "a number"), ({"instances": ["  "]}, "a blank text"),
+           ({"instances": ["x" * 11]}, "a text longer than max_length"), (None, "None")]
+    for payload, what in bad:
+        try:
+            answer(payload, 10)
+        except ValueError as error:
+            if not str(error):
+                raise Wrong(f"for {what}, raise ValueError with a message that says what is wrong.") from None
+            continue
+        except Exception as error:  # noqa: BLE001 - a crash is the wrong answer here
+            raise Wrong(f"for {what} your function raised {type(error).__name__}: raise ValueError instead.") from None
+        raise Wrong(f"{what} was accepted: raise ValueError.")

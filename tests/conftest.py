@@ -46,3 +46,53 @@ def http_root(tmp_path):
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def saved_models(tmp_path_factory) -> Path:
+    """A folder with two small saved models for the service tests (chapter 11): ``digits.keras`` (the book's
+    CNN, narrow) and ``reviews.keras`` (raw text in, P(positive) out), plus ``digits.metrics.json``."""
+    import json
+
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from bigmodel_utils.models import build_digits_cnn
+
+    folder = tmp_path_factory.mktemp("served")
+    keras.utils.set_random_seed(0)
+    build_digits_cnn((8, 8, 1), filters=(4, 8), dense=16).save(folder / "digits.keras")
+    vectorize = keras.layers.TextVectorization(split="character", output_sequence_length=16)
+    vectorize.adapt(["这本书写得非常好", "质量太差了", "很好", "不好"])
+    text = keras.Input((1,), dtype="string")
+    x = vectorize(keras.layers.Reshape(())(text))
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(vectorize.vocabulary_size(), 4)(x))
+    keras.Model(text, keras.layers.Dense(1, activation="sigmoid")(x)).save(folder / "reviews.keras")
+    (folder / "digits.metrics.json").write_text(json.dumps({"test_accuracy": 0.5}))
+    return folder
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``marker`` (Linux /proc; zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next((line for line in (entry / "status").read_text().splitlines() if line.startswith("State:")), "")
+        except OSError:
+            continue
+        if marker in cmdline and "Z" not in state.split()[1:2]:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def processes_mentioning():
+    """``processes_mentioning(marker)``: the live processes whose command line contains ``marker`` (Linux only)."""
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("needs Linux /proc")
+    return _processes_mentioning

@@ -13,22 +13,6 @@ import pytest
 from bigmodel_utils.distributed import WorkerError, free_ports, launch_workers, tf_config
 
 
-def _processes_mentioning(marker: str) -> list[int]:
-    """PIDs of live processes whose command line contains ``marker`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((line for line in (entry / "status").read_text().splitlines() if line.startswith("State:")), "")
-        except OSError:
-            continue
-        if marker in cmdline and "Z" not in state.split()[1:2]:  # zombies are already dead
-            found.append(int(entry.name))
-    return found
-
-
 needs_proc = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 
 
@@ -60,7 +44,7 @@ def test_each_worker_gets_its_own_tf_config():
     assert [r.output.strip() for r in results] == ["INDEX 0 3", "INDEX 1 3", "INDEX 2 3"]
 
 
-def test_two_workers_train_together_and_exit_cleanly(tmp_path):
+def test_two_workers_train_together_and_exit_cleanly(tmp_path, processes_mentioning):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "bigmodel_utils.distributed", "worker", "--out", str(out), "--smoke"]
     results = launch_workers(args, n_workers=2, timeout=240)
@@ -71,11 +55,11 @@ def test_two_workers_train_together_and_exit_cleanly(tmp_path):
     assert reports[0]["test_accuracy"] == reports[1]["test_accuracy"]
     assert reports[0]["losses"] == pytest.approx(reports[1]["losses"], rel=1e-6)
     assert reports[0]["losses"][-1] < reports[0]["losses"][0]
-    assert not _processes_mentioning(str(out))
+    assert not processes_mentioning(str(out))
 
 
 @needs_proc
-def test_a_crashing_worker_stops_the_others_with_a_clear_error(tmp_path):
+def test_a_crashing_worker_stops_the_others_with_a_clear_error(tmp_path, processes_mentioning):
     out = tmp_path / "crash"
     args = [sys.executable, "-m", "bigmodel_utils.distributed", "worker", "--out", str(out), "--smoke", "--fail"]
     start = time.monotonic()
@@ -83,12 +67,12 @@ def test_a_crashing_worker_stops_the_others_with_a_clear_error(tmp_path):
         launch_workers(args, n_workers=2, timeout=240)
     assert time.monotonic() - start < 60, "worker 0 waits for its peer forever: the launcher must stop it"
     assert "other workers were stopped" in str(info.value)
-    assert not _processes_mentioning(str(out)), "a worker process was left behind"
+    assert not processes_mentioning(str(out)), "a worker process was left behind"
     assert not (out / "worker-0.json").exists()
 
 
 @needs_proc
-def test_a_hanging_cluster_times_out_and_leaves_nothing_behind(tmp_path):
+def test_a_hanging_cluster_times_out_and_leaves_nothing_behind(tmp_path, processes_mentioning):
     marker = f"hang-{os.getpid()}-{tmp_path.name}"
     # each worker also starts a child of its own: stopping must take the whole process group
     code = ("import subprocess, sys, time; "
@@ -98,7 +82,7 @@ def test_a_hanging_cluster_times_out_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(WorkerError, match=r"(?s)still running after 2 s.*waiting for a peer"):
         launch_workers([sys.executable, "-c", code, marker], n_workers=2, timeout=2)
     assert time.monotonic() - start < 20
-    assert not _processes_mentioning(marker)
+    assert not processes_mentioning(marker)
 
 
 def test_bad_arguments_are_refused_before_anything_starts():

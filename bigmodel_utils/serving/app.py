@@ -1,0 +1,125 @@
+"""The Flask application factory of the book's model service (chapter 11).
+
+``create_app([served_model, ...])`` returns a WSGI app with, for each model ``<name>``:
+
+- ``POST /models/<name>/predict``: ``{"instances": [...]}`` in, ``{"model", "version", "predictions"}`` out;
+- ``GET /models/<name>``: metadata (input schema, version, labels, metrics);
+
+and ``GET /health``, ``GET /metrics`` (Prometheus text format) and ``GET /`` (a page to try the models).
+Every error is JSON ``{"error": {"status", "message"}}`` with a 4xx status for anything the client can fix;
+the body size is limited (``MAX_CONTENT_LENGTH``, a JSON 413); debug mode is never on. Serve it with a
+production WSGI server: ``python -m bigmodel_utils.serving`` (waitress).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from typing import Iterable
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from bigmodel_utils.serving.models import BadRequest, ServedModel
+
+log = logging.getLogger("bigmodel_utils.serving")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _error(status: int, message: str):
+    response = jsonify({"error": {"status": status, "message": message}})
+    response.status_code = status
+    return response
+
+
+def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20) -> Flask:
+    """Build the service for ``models`` (already loaded: loading happens once, before the first request)."""
+    served = {}
+    for m in models:
+        if m.name in served:
+            raise ValueError(f"two models are named {m.name!r}: give each a unique name")
+        served[m.name] = m
+    if not served:
+        raise ValueError("nothing to serve: pass at least one loaded model (see load_served_model)")
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=int(max_content_length), JSON_SORT_KEYS=False, DEBUG=False,
+                      PROPAGATE_EXCEPTIONS=False)
+    registry = CollectorRegistry()  # one per app: tests and several apps in a process never collide
+    requests_total = Counter("bigmodel_requests", "HTTP requests by model, endpoint and status",
+                             ["model", "endpoint", "status"], registry=registry)
+    latency = Histogram("bigmodel_request_seconds", "Time to answer a prediction request",
+                        ["model"], buckets=LATENCY_BUCKETS, registry=registry)
+    predictions_total = Counter("bigmodel_predictions", "Instances predicted", ["model"], registry=registry)
+    page = resources.files("bigmodel_utils.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.after_request
+    def count(response):
+        model = (request.view_args or {}).get("name", "-")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        requests_total.labels(model if model in served else "-", endpoint, str(response.status_code)).inc()
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        messages = {413: f"request body larger than {app.config['MAX_CONTENT_LENGTH']:,} bytes: send fewer or "
+                         "smaller instances",
+                    404: "no such endpoint: GET /health, GET /models/<name>, POST /models/<name>/predict",
+                    405: f"method {request.method} not allowed here"}
+        return _error(error.code or 500, messages.get(error.code, error.description or error.name))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):  # a bug, not the client's fault: log it, say nothing internal
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal error; it has been logged")
+
+    @app.get("/")
+    def index():
+        return Response(page, mimetype="text/html")
+
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "ok", "models": {n: m.version for n, m in served.items()}})
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    def lookup(name: str) -> ServedModel:
+        if name not in served:
+            raise KeyError(name)
+        return served[name]
+
+    @app.get("/models")
+    def list_models():
+        return jsonify({"models": [m.metadata() for m in served.values()]})
+
+    @app.get("/models/<name>")
+    def metadata(name: str):
+        if name not in served:
+            return _error(404, f"no model named {name!r}; available: {sorted(served)}")
+        return jsonify(lookup(name).metadata())
+
+    @app.post("/models/<name>/predict")
+    def predict(name: str):
+        if name not in served:
+            return _error(404, f"no model named {name!r}; available: {sorted(served)}")
+        start = time.perf_counter()
+        if not request.is_json:
+            return _error(415, "send JSON with the header Content-Type: application/json")
+        payload = request.get_json(silent=True)
+        if payload is None:
+            return _error(400, "the body is not valid JSON")
+        model = served[name]
+        try:
+            answer = model.respond(payload)
+        except BadRequest as error:
+            return _error(error.status, str(error))
+        latency.labels(name).observe(time.perf_counter() - start)
+        predictions_total.labels(name).inc(len(answer["predictions"]))
+        return jsonify(answer)
+
+    return app

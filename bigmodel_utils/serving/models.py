@@ -1,0 +1,193 @@
+"""What the service serves: a model loaded once, its metadata, and the validation of its inputs (chapter 11).
+
+Every request is validated here before it reaches a model: a bad payload raises :class:`BadRequest` with a
+message that says what to send, and the web layer turns it into a JSON 400. Models are loaded only from
+files the book saved (``.keras``, never pickle), once per process, and run through one traced
+``tf.function`` per model, not ``model.predict`` per request (which rebuilds a data pipeline every call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+KINDS = ("digits", "reviews")
+
+
+class BadRequest(ValueError):
+    """The request cannot be served as sent; the message says what to send instead (a 4xx)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_model_path(kind: str, smoke: bool = False) -> Path:
+    """Where the book saved the model of ``kind``: chapter 05's ``digits_cnn.keras``, or chapter 06's best
+    recurrent network ``reviews_zh_<bilstm|gru|lstm>.keras`` (the newest); ``_smoke`` names in SMOKE mode.
+    For reviews with none saved yet, the BiLSTM's name (so that the error message names a file)."""
+    from bigmodel_utils.paths import model_path
+
+    suffix = "_smoke" if smoke else ""
+    if kind == "digits":
+        return model_path(f"digits_cnn{suffix}.keras")
+    if kind != "reviews":
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    candidates = [model_path(f"reviews_zh_{network}{suffix}.keras") for network in ("bilstm", "gru", "lstm")]
+    existing = [p for p in candidates if p.is_file()]
+    return max(existing, key=lambda p: p.stat().st_mtime) if existing else candidates[0]
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+
+def _instances(payload: Any, max_batch: int) -> list:
+    if not isinstance(payload, dict):
+        raise BadRequest('send a JSON object: {"instances": [...]}')
+    if "instances" not in payload:
+        raise BadRequest('missing field "instances": send {"instances": [...]} with one entry per input')
+    unknown = sorted(set(payload) - {"instances"})
+    if unknown:
+        raise BadRequest(f"unknown field(s) {unknown}: only \"instances\" is accepted")
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list')
+    if len(instances) > max_batch:
+        raise BadRequest(f"at most {max_batch} instances per request, got {len(instances)}: split the batch", status=413)
+    return instances
+
+
+def validate_images(payload: Any, max_batch: int = 64, shape: tuple[int, int] = (8, 8)) -> np.ndarray:
+    """``{"instances": [image, ...]}`` with each image ``shape`` rows of numbers in [0, 1] → float32 ``(n, h, w, 1)``."""
+    instances = _instances(payload, max_batch)
+    h, w = shape
+    out = np.empty((len(instances), h, w), dtype=np.float32)
+    for i, image in enumerate(instances):
+        where = f"instance {i}"
+        if not isinstance(image, list) or len(image) != h:
+            raise BadRequest(f"{where}: an image is a list of {h} rows of {w} numbers")
+        for r, row in enumerate(image):
+            if not isinstance(row, list) or len(row) != w:
+                raise BadRequest(f"{where}, row {r}: each row is a list of {w} numbers")
+            for c, v in enumerate(row):
+                # bool is a subclass of int in Python: JSON true/false are not pixel values
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise BadRequest(f"{where}, pixel ({r}, {c}): expected a number, got {type(v).__name__}")
+                if not math.isfinite(v):
+                    raise BadRequest(f"{where}, pixel ({r}, {c}): NaN and infinity are not pixel values")
+                if not 0.0 <= v <= 1.0:
+                    raise BadRequest(f"{where}, pixel ({r}, {c}) = {v:g}: pixel values lie in [0, 1] (divide 0-16 "
+                                     "or 0-255 values by their maximum)")
+                out[i, r, c] = v
+    return out[..., None]
+
+
+def validate_texts(payload: Any, max_batch: int = 64, max_length: int = 2000) -> np.ndarray:
+    """``{"instances": ["review", ...]}``: non-empty strings of at most ``max_length`` characters → ``(n, 1)`` strings."""
+    instances = _instances(payload, max_batch)
+    for i, text in enumerate(instances):
+        if not isinstance(text, str):
+            raise BadRequest(f"instance {i}: expected a string, got {type(text).__name__}")
+        if not text.strip():
+            raise BadRequest(f"instance {i}: the text is empty")
+        if len(text) > max_length:
+            raise BadRequest(f"instance {i}: {len(text)} characters; at most {max_length} are accepted", status=413)
+    return np.array(instances, dtype=object)[:, None]
+
+
+# --- the served model -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServedModel:
+    """One model as the service sees it: how to validate a request, how to predict, what to say about it."""
+
+    name: str
+    kind: str
+    version: str
+    labels: list[str]
+    predict: Callable[[np.ndarray], np.ndarray]  # validated batch -> probabilities (n, classes)
+    validate: Callable[[Any], np.ndarray]  # JSON payload -> validated batch (raises BadRequest)
+    input_schema: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "version": self.version, "labels": self.labels,
+                "input": self.input_schema, "metrics": self.metrics, "source": self.source}
+
+    def respond(self, payload: Any) -> dict[str, Any]:
+        batch = self.validate(payload)
+        probabilities = np.asarray(self.predict(batch), dtype=np.float64)
+        predictions = [{"class": int(p.argmax()), "label": self.labels[int(p.argmax())],
+                        "probabilities": [round(float(v), 6) for v in p]} for p in probabilities]
+        return {"model": self.name, "version": self.version, "predictions": predictions}
+
+
+def load_served_model(path: str | Path, kind: str, name: str | None = None, max_batch: int = 64,
+                      max_text_length: int = 2000) -> ServedModel:
+    """Load a model the book saved (chapter 05's digits CNN or chapter 06's review classifier) for serving.
+
+    The version is the first 12 hex digits of the file's sha256, so a changed file is a new version.
+    Metrics come from ``<file>.metrics.json`` next to the model when it exists (chapter 11 writes it).
+    """
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"the service loads .keras files the book saved (never pickle), got {path.name}")
+    if not path.is_file():
+        chapter = "05" if kind == "digits" else "06"
+        raise FileNotFoundError(f"{path} not found: run chapter {chapter} to train and save it, or pass its path")
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)  # safe_mode: refuses Python lambdas stored in a file
+    metrics_file = path.with_suffix(".metrics.json")
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    version = file_sha256(path)[:12]
+    if kind == "digits":
+        h, w = (int(d) for d in model.input_shape[1:3])
+        graph = tf.function(lambda x: model(x, training=False),
+                            input_signature=[tf.TensorSpec((None, h, w, 1), tf.float32)])
+        graph(np.zeros((1, h, w, 1), np.float32))  # trace once, now, not on the first request
+
+        def predict(batch):
+            return graph(batch).numpy()
+
+        n_classes = int(model.output_shape[-1])
+        return ServedModel(name or "digits", kind, version, [str(i) for i in range(n_classes)], predict,
+                           lambda p: validate_images(p, max_batch, (h, w)),
+                           {"instances": f"list of 1 to {max_batch} images, each {h} lists of {w} numbers in [0, 1]"},
+                           metrics, path.name)
+    graph = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, 1), tf.string)])
+    with warnings.catch_warnings():  # Keras notes, on tracing, that chapter 06's max-pooling layer drops the padding mask
+        warnings.filterwarnings("ignore", message=".*does not support masking.*")
+        graph(tf.constant([["好"]]))
+
+    def predict(batch):
+        p = graph(tf.constant(batch.astype(str))).numpy().reshape(-1)
+        return np.stack([1 - p, p], axis=1)
+
+    return ServedModel(name or "reviews", kind, version, ["negative", "positive"], predict,
+                       lambda p: validate_texts(p, max_batch, max_text_length),
+                       {"instances": f"list of 1 to {max_batch} strings of at most {max_text_length} characters"},
+                       metrics, path.name)

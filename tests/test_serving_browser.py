@@ -1,0 +1,84 @@
+"""The service's page in a real browser: headless Chromium driven by Selenium (chapter 11).
+
+Needs Debian's ``chromium`` and ``chromium-driver`` packages; ``make test`` installs them when it can
+(see the Makefile's ``browser`` target). Without them the test is skipped on a learner's machine and fails
+in CI (``CI`` set), where the browser is part of the set-up. The screenshot lands in ``_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from bigmodel_utils.paths import BUILD_DIR
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and DRIVER):
+        message = "headless Chromium not installed: `make browser` (Debian/Ubuntu: apt install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,1200"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def site(saved_models):
+    from bigmodel_utils.serving import create_app, load_served_model
+    from bigmodel_utils.serving.loadtest import running
+
+    app = create_app([load_served_model(saved_models / "digits.keras", "digits"),
+                      load_served_model(saved_models / "reviews.keras", "reviews")])
+    with running(app, threads=4) as url:
+        yield url
+
+
+def test_draw_a_digit_and_type_a_review(browser, site):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(site + "/")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Serving: digits"))
+    cells = browser.find_elements(By.CSS_SELECTOR, "#grid div")
+    assert len(cells) == 64
+    for index in (3, 11, 19, 27, 35, 43, 51, 59, 4, 12):  # a vertical stroke: a 1, more or less
+        ActionChains(browser).click(cells[index]).perform()
+    browser.find_element(By.ID, "predict-digit").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "digit-answer"), "It is a"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#digit-bars .bar")) == 10
+    assert "model version" in browser.find_element(By.ID, "digit-answer").text
+
+    review = browser.find_element(By.ID, "review")
+    review.send_keys("这本书写得非常好，值得一读。")
+    browser.find_element(By.ID, "predict-review").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "review-answer"), "P(positive)"))
+
+    folder = BUILD_DIR / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / "serving_page.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+    review.clear()  # an empty review: the page shows the service's message, not a crash
+    browser.find_element(By.ID, "predict-review").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "review-answer"), "Error: instance 0: the text is empty"))
