@@ -298,23 +298,41 @@ def write_summary(results: list[ChapterResult], build_dir: str | Path = BUILD_DI
 
 
 def _write_index(rows: list[dict], html_dir: Path) -> Path:
+    """The book's front page: every chapter in order with its mode, wall time and key results, the total,
+    and the glossary (English, the seed articles' Chinese term, chapter, note)."""
     import html
 
+    from bigmodel_utils.glossary import glossary_rows
+
+    esc = html.escape
     html_dir.mkdir(parents=True, exist_ok=True)
-    items = []
+    chapter_rows = []
     for r in rows:
         stem = Path(r["path"]).stem
         link = f"{'solutions-' if r['name'].startswith('solutions/') else ''}{stem}.html"
-        keys = "; ".join(f"{k} = {_fmt(v)}" for k, v in r["results"].items())
-        status = "" if r["ok"] else " <strong>(failed)</strong>"
-        items.append(
-            f"<li><a href='{html.escape(link)}'>{html.escape(r['name'])} {html.escape(r['title'])}</a>{status}"
-            f" <small>{r['seconds']:.0f} s {'smoke' if r['smoke'] else 'full'}; {html.escape(keys)}</small></li>"
+        keys = "; ".join(f"{k} = {_fmt(v)}" for k, v in r["results"].items()) or "–"
+        status = "" if r["ok"] else f" <strong>failed: {esc(str(r['error']))}</strong>"
+        chapter_rows.append(
+            f"<tr><td><a href='{esc(link)}'>{esc(r['title'])}</a>{status}</td>"
+            f"<td>{'smoke' if r['smoke'] else 'full'}</td><td style='text-align:right'>{r['seconds']:.0f} s</td>"
+            f"<td><small>{esc(keys)}</small></td></tr>"
         )
+    total = sum(r["seconds"] for r in rows)
+    terms = "".join(
+        f"<tr><td>{esc(t['english'])}</td><td lang='zh'>{esc(t['chinese'])}</td><td>{t['chapter']}</td>"
+        f"<td><small>{esc(t['note'] or '')}</small></td></tr>"
+        for t in sorted(glossary_rows(), key=lambda t: (t["chapter"], t["english"].lower()))
+    )
     page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>bigmodel: the book</title></head>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>bigmodel: the book</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3em;vertical-align:top;"
+        "text-align:left}</style></head>"
         "<body><h1>bigmodel</h1><p>From “what is a large model?” to a served BERT, on a laptop CPU.</p>"
-        f"<ol>{''.join(items)}</ol></body></html>"
+        "<h2>Chapters</h2><table><tr><th>chapter</th><th>mode</th><th>wall time</th><th>key results</th></tr>"
+        f"{''.join(chapter_rows)}</table><p>Total {total / 60:.1f} min.</p>"
+        "<h2 id='glossary'>Glossary</h2><table><tr><th>English</th><th>Chinese (the seed articles)</th>"
+        f"<th>chapter</th><th>note</th></tr>{terms}</table></body></html>"
     )
     target = html_dir / "index.html"
     target.write_text(page, encoding="utf-8")

@@ -616,3 +616,118 @@ def _ex_11_3(answer: Any) -> None:
         except Exception as error:  # noqa: BLE001 - a crash is the wrong answer here
             raise Wrong(f"for {what} your function raised {type(error).__name__}: raise ValueError instead.") from None
         raise Wrong(f"{what} was accepted: raise ValueError.")
+
+
+# --- chapter 12 -------------------------------------------------------------------------------
+
+
+@exercise("12.1", hint="total = sum(sizes); [sum(w[i] * n / total for w, n in zip(weight_sets, sizes)) for i in "
+                       "range(len(weight_sets[0]))].")
+def _ex_12_1(answer: Any) -> None:
+    import numpy as np
+
+    from bigmodel_utils.federated import average_weights
+
+    _callable(answer)
+    rng = np.random.default_rng(14)
+    sets = [[rng.normal(size=(3, 2)), rng.normal(size=2)] for _ in range(4)]
+    for sizes in ([10, 10, 10, 10], [100, 1, 50, 7]):
+        got = _returned(answer(sets, sizes), "fedavg")
+        expected = average_weights(sets, sizes)
+        if len(got) != len(expected) or any(np.shape(g) != e.shape for g, e in zip(got, expected)):
+            raise Wrong("return one array per layer weight, each with the shape of the inputs' arrays.")
+        if not all(np.allclose(g, e) for g, e in zip(got, expected)):
+            if all(np.allclose(g, sum(s[i] for s in sets) / 4) for i, g in enumerate(got)):
+                raise Wrong("that is the plain mean: weight each client by its number of examples.")
+            raise Wrong(f"with sizes {sizes} the average differs: multiply each by n / sum(sizes), then add.")
+
+
+@exercise("12.2", hint="h = hashlib.sha256(); with open(path, 'rb') as f: for block in iter(lambda: f.read(1 << 20), "
+                       "b''): h.update(block); return h.hexdigest().")
+def _ex_12_2(answer: Any) -> None:
+    import os
+    import tempfile
+
+    from bigmodel_utils.serving.models import file_sha256
+
+    _callable(answer)
+    with tempfile.TemporaryDirectory() as folder:
+        for size in (0, 10, 3 * (1 << 20) + 5):
+            path = os.path.join(folder, f"f{size}.bin")
+            with open(path, "wb") as f:
+                f.write(os.urandom(size))
+            got = _returned(answer(path), "sha256_of")
+            if not isinstance(got, str) or got != file_sha256(path):
+                raise Wrong(f"for a file of {size} bytes the digest differs: return h.hexdigest(), the hex string.")
+
+
+@exercise("12.3", hint="keep start and used; for each t: if start is None or t >= start + window: start, used = t, 0; "
+                       "then admit if used < quota (and count it).")
+def _ex_12_3(answer: Any) -> None:
+    _callable(answer)
+
+    def reference(times, quota, window):  # the rule of ApiKeys.admit, with the first window at the first request
+        start, used, out = None, 0, []
+        for t in times:
+            if start is None or t >= start + window:
+                start, used = t, 0
+            out.append(used < quota)
+            used += out[-1]
+        return out
+
+    cases = [([0, 1, 2, 3], 2, 10), ([0, 1, 2, 10, 11, 12, 25], 2, 10), ([3, 9.99, 13, 13, 13], 1, 10), ([5], 1, 1),
+             ([0, 0, 0, 0, 100], 3, 60)]
+    for times, quota, window in cases:
+        got = _returned(answer(list(times), quota, window), "admitted")
+        expected = reference(times, quota, window)
+        if [bool(g) for g in got] != expected:
+            raise Wrong(f"for requests at {times}, quota {quota} per {window} s, expected {expected}, got {list(got)}.")
+
+
+# --- chapter 13 -------------------------------------------------------------------------------
+
+
+@exercise("13.1", hint="small = capacity[capacity['training images'] == capacity['training images'].min()]; "
+                       "small.loc[small['test accuracy'].idxmax(), 'width'].")
+def _ex_13_1(answer: Any) -> None:
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        raise Wrong("pass (your answer, capacity), as the cell does.")
+    value, table = answer
+    if value is None or value is Ellipsis:
+        raise Wrong("no answer yet: compute the width from the capacity table.")
+    small = table[table["training images"] == table["training images"].min()]
+    expected = int(small.loc[small["test accuracy"].idxmax(), "width"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise Wrong(f"answer with a width (a whole number), not {value!r}.")
+    if int(value) != expected:
+        best_overall = int(table.loc[table["test accuracy"].idxmax(), "width"])
+        why = " That is the best on all the data; look at the small training set only." if value == best_overall else ""
+        raise Wrong(f"width {int(value)} is not the best on the small training set.{why}")
+
+
+@exercise("13.2", hint="out = np.zeros_like(images); copy images[:, :h-dy, :w-dx] into out[:, dy:, dx:] for positive "
+                       "shifts (and the mirror for negative ones).")
+def _ex_13_2(answer: Any) -> None:
+    import numpy as np
+
+    _callable(answer)
+    rng = np.random.default_rng(15)
+    images = rng.random((3, 8, 8, 1)).astype(np.float32)
+
+    def reference(x, dx, dy):
+        out = np.zeros_like(x)
+        h, w = x.shape[1:3]
+        ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+        xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+        out[:, yd, xd] = x[:, ys, xs]
+        return out
+
+    for dx, dy in [(1, 0), (0, 1), (-2, 0), (0, -1), (1, -1), (0, 0)]:
+        got = np.asarray(_returned(answer(images, dx, dy), "shift"))
+        expected = reference(images, dx, dy)
+        if got.shape != images.shape:
+            raise Wrong(f"the result has shape {got.shape}, expected {images.shape}.")
+        if not np.allclose(got, expected):
+            if np.allclose(got, np.roll(np.roll(images, dx, axis=2), dy, axis=1)):
+                raise Wrong("that wraps pixels around like np.roll: the pixels that enter must be 0.")
+            raise Wrong(f"shift by dx={dx}, dy={dy} differs: dx moves right along axis 2, dy moves down along axis 1.")

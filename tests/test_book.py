@@ -100,7 +100,8 @@ def test_summary_merges_rows_and_renders_html(tmp_path):
     assert [c["name"] for c in data["chapters"]] == ["94_other", "95_ok"]
     text = md.read_text()
     assert "95_ok 99 · A tiny chapter" in text and "acc = 0.9" in text and "failed: ValueError: x" in text
-    assert (tmp_path / "html" / "index.html").exists()
+    index = (tmp_path / "html" / "index.html").read_text(encoding="utf-8")
+    assert "<h2 id='glossary'>Glossary</h2>" in index and "预训练" in index and "Total" in index
 
 
 def test_resolve_chapters_by_number_and_unknown():

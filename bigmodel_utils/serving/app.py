@@ -35,6 +35,23 @@ def _error(status: int, message: str):
     return response
 
 
+def install_error_handlers(app: Flask, endpoints: str) -> None:
+    """Every error as JSON: 404/405/413 with a message naming ``endpoints``, a logged 500 for bugs."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        messages = {413: f"request body larger than {app.config['MAX_CONTENT_LENGTH']:,} bytes: send fewer or "
+                         "smaller instances",
+                    404: f"no such endpoint: {endpoints}",
+                    405: f"method {request.method} not allowed here"}
+        return _error(error.code or 500, messages.get(error.code, error.description or error.name))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):  # a bug, not the client's fault: log it, say nothing internal
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal error; it has been logged")
+
+
 def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20) -> Flask:
     """Build the service for ``models`` (already loaded: loading happens once, before the first request)."""
     served = {}
@@ -63,18 +80,7 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        messages = {413: f"request body larger than {app.config['MAX_CONTENT_LENGTH']:,} bytes: send fewer or "
-                         "smaller instances",
-                    404: "no such endpoint: GET /health, GET /models/<name>, POST /models/<name>/predict",
-                    405: f"method {request.method} not allowed here"}
-        return _error(error.code or 500, messages.get(error.code, error.description or error.name))
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception):  # a bug, not the client's fault: log it, say nothing internal
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal error; it has been logged")
+    install_error_handlers(app, "GET /health, GET /models/<name>, POST /models/<name>/predict")
 
     @app.get("/")
     def index():
