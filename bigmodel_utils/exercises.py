@@ -648,7 +648,7 @@ def _ex_12_2(answer: Any) -> None:
     import os
     import tempfile
 
-    from bigmodel_utils.serving.models import file_sha256
+    from bigmodel_utils.data import sha256_file
 
     _callable(answer)
     with tempfile.TemporaryDirectory() as folder:
@@ -657,7 +657,7 @@ def _ex_12_2(answer: Any) -> None:
             with open(path, "wb") as f:
                 f.write(os.urandom(size))
             got = _returned(answer(path), "sha256_of")
-            if not isinstance(got, str) or got != file_sha256(path):
+            if not isinstance(got, str) or got != sha256_file(path):
                 raise Wrong(f"for a file of {size} bytes the digest differs: return h.hexdigest(), the hex string.")
 
 

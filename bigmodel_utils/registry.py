@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bigmodel_utils.serving.models import file_sha256
+from bigmodel_utils.data import sha256_file
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CARD_FIELDS = ("task", "data", "metrics", "licence", "intended_use", "limitations")
@@ -87,7 +87,7 @@ class Registry:
         folder.mkdir(parents=True)
         target = folder / source.name
         shutil.copyfile(source, target)
-        card = ModelCard(**{**asdict(card), "name": name, "version": version, "sha256": file_sha256(target),
+        card = ModelCard(**{**asdict(card), "name": name, "version": version, "sha256": sha256_file(target),
                             "file": source.name, "published": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         tmp = folder / "card.json.part"
         tmp.write_text(json.dumps(asdict(card), indent=1, ensure_ascii=False), encoding="utf-8")
@@ -117,7 +117,7 @@ class Registry:
         path = self.root / name / card.version / card.file
         if not path.is_file():
             raise TamperedModelError(f"{name} v{card.version}: {path.name} is missing from the registry")
-        actual = file_sha256(path)
+        actual = sha256_file(path)
         if actual != card.sha256:
             raise TamperedModelError(f"{name} v{card.version}: sha256 {actual[:12]}… differs from the card's "
                                      f"{card.sha256[:12]}…; the file was changed after publishing: refusing to load it")

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 
 from bigmodel_utils.serving import create_app, load_served_model  # noqa: E402
 from bigmodel_utils.serving.__main__ import main as serve_main  # noqa: E402
-from bigmodel_utils.serving.models import file_sha256  # noqa: E402
+from bigmodel_utils.data import sha256_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def _offline(saved_models, images):
 
 def test_health_models_and_metadata(client, saved_models):
     health = client.get("/health").get_json()
-    version = file_sha256(saved_models / "digits.keras")[:12]
+    version = sha256_file(saved_models / "digits.keras")[:12]
     assert health["status"] == "ok" and health["models"]["digits"] == version
     meta = client.get("/models/digits").get_json()
     assert meta["version"] == version and meta["labels"] == [str(i) for i in range(10)]

@@ -94,11 +94,6 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20)
     def metrics():
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
-    def lookup(name: str) -> ServedModel:
-        if name not in served:
-            raise KeyError(name)
-        return served[name]
-
     @app.get("/models")
     def list_models():
         return jsonify({"models": [m.metadata() for m in served.values()]})
@@ -107,7 +102,7 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20)
     def metadata(name: str):
         if name not in served:
             return _error(404, f"no model named {name!r}; available: {sorted(served)}")
-        return jsonify(lookup(name).metadata())
+        return jsonify(served[name].metadata())
 
     @app.post("/models/<name>/predict")
     def predict(name: str):

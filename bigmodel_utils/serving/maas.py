@@ -133,10 +133,9 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
     for name, route in routes.items():
         for version in filter(None, (route.stable, route.canary)):
             path, card = registry.fetch(name, version)
-            served = load_served_model(path, route.kind, name=name)
-            served.version = card.version  # the registry's version; the file's sha256 is on the card
-            served.metrics = card.metrics
-            loaded[(name, card.version)] = served
+            # answers name the registry's version; the file's sha256 is on the card
+            loaded[(name, card.version)] = load_served_model(path, route.kind, name=name, version=card.version,
+                                                             metrics=card.metrics)
             cards[(name, card.version)] = card
     split = {name: {v: 0 for (n, v) in loaded if n == name} for name in routes}
     rng = random.Random(seed)

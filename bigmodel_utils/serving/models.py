@@ -8,7 +8,6 @@ files the book saved (``.keras``, never pickle), once per process, and run throu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -27,14 +26,6 @@ class BadRequest(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_model_path(kind: str, smoke: bool = False) -> Path:
@@ -140,12 +131,15 @@ class ServedModel:
 
 
 def load_served_model(path: str | Path, kind: str, name: str | None = None, max_batch: int = 64,
-                      max_text_length: int = 2000) -> ServedModel:
+                      max_text_length: int = 2000, version: str | None = None,
+                      metrics: dict[str, Any] | None = None) -> ServedModel:
     """Load a model the book saved (chapter 05's digits CNN or chapter 06's review classifier) for serving.
 
-    The version is the first 12 hex digits of the file's sha256, so a changed file is a new version.
-    Metrics come from ``<file>.metrics.json`` next to the model when it exists (chapter 11 writes it).
+    The version is the first 12 hex digits of the file's sha256, so a changed file is a new version
+    (chapter 12's registry passes its own ``version`` and the card's ``metrics`` instead). Otherwise metrics
+    come from ``<file>.metrics.json`` next to the model when it exists.
     """
+    from bigmodel_utils.data import sha256_file
     from bigmodel_utils.notebook import quiet_tensorflow
 
     if kind not in KINDS:
@@ -162,8 +156,9 @@ def load_served_model(path: str | Path, kind: str, name: str | None = None, max_
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)  # safe_mode: refuses Python lambdas stored in a file
     metrics_file = path.with_suffix(".metrics.json")
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
-    version = file_sha256(path)[:12]
+    if metrics is None:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    version = version or sha256_file(path)[:12]
     if kind == "digits":
         h, w = (int(d) for d in model.input_shape[1:3])
         graph = tf.function(lambda x: model(x, training=False),
