@@ -13,10 +13,11 @@ production WSGI server: ``python -m bigmodel_utils.serving`` (waitress).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from importlib import resources
-from typing import Iterable
+from typing import Any, Iterable
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,10 +30,41 @@ log = logging.getLogger("bigmodel_utils.serving")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+MAX_MESSAGE = 500  # characters of an error message: one that quotes the client's input is cut, never echoed whole
+
+
 def _error(status: int, message: str):
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     response = jsonify({"error": {"status": status, "message": message}})
     response.status_code = status
     return response
+
+
+def read_json(req) -> Any:
+    """The request's body as JSON, or :class:`BadRequest` (a 4xx) that says what to send instead.
+
+    Stricter than Flask's ``request.get_json``, which answers a body nested too deeply with a 500 (Python's
+    parser raises ``RecursionError``, not ``ValueError``) and decodes bytes that are not UTF-8 by replacing them,
+    so the model would see other text than the client sent. The body's size is limited before it is read
+    (``MAX_CONTENT_LENGTH``: a 413, chunked bodies included). Numbers that do not fit a float, and lone
+    surrogates in strings, parse here and are refused by the validators, which say which value is wrong.
+    """
+    if not req.is_json:
+        raise BadRequest("send JSON with the header Content-Type: application/json", status=415)
+    body = req.get_data(cache=True)  # raises RequestEntityTooLarge (413) past MAX_CONTENT_LENGTH
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not UTF-8 (byte {error.start} is invalid): send JSON encoded as UTF-8") from None
+    if not text.strip():
+        raise BadRequest('the body is empty: send a JSON object such as {"instances": [...]}')
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadRequest("the JSON is nested too deeply: an input is at most a few levels of lists") from None
+    except ValueError as error:  # JSONDecodeError, and integers longer than Python's 4,300-digit limit
+        raise BadRequest(f"the body is not valid JSON ({str(error)[:120]})") from None
 
 
 def install_error_handlers(app: Flask, endpoints: str) -> None:
@@ -109,14 +141,9 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20)
         if name not in served:
             return _error(404, f"no model named {name!r}; available: {sorted(served)}")
         start = time.perf_counter()
-        if not request.is_json:
-            return _error(415, "send JSON with the header Content-Type: application/json")
-        payload = request.get_json(silent=True)
-        if payload is None:
-            return _error(400, "the body is not valid JSON")
         model = served[name]
         try:
-            answer = model.respond(payload)
+            answer = model.respond(read_json(request))
         except BadRequest as error:
             return _error(error.status, str(error))
         latency.labels(name).observe(time.perf_counter() - start)

@@ -8,9 +8,15 @@
   observed split.
 
 Every ``/v1`` request needs an API key (``Authorization: Bearer <key>``): missing or wrong → 401. Keys are
-stored only as salted SHA-256 hashes and compared in constant time. Each key has a quota of requests per
-time window: over it → 429 with ``Retry-After``. Models are fetched from the registry (sha256 checked) and
-loaded once.
+stored only as salted SHA-256 hashes and compared in constant time, in a SQLite file that several server
+processes share and that survives a restart (:class:`ApiKeys`). Each key has a quota of requests per time
+window: over it → 429 with ``Retry-After``. Models are fetched from the registry (sha256 checked on the
+bytes that are loaded) and loaded once. ``python -m bigmodel_utils.serving.maas`` serves it under waitress.
+
+What is charged (a decision, documented in chapter 12): every authenticated prediction request counts
+against the key's quota *before* its body is read, valid or not, because reading and parsing a body is work
+too: otherwise an abuser could send unlimited malformed requests for free. Billing (``instances``) counts
+only the instances that were validated and predicted.
 """
 
 from __future__ import annotations
@@ -19,123 +25,205 @@ import hashlib
 import hmac
 import random
 import secrets
+import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request
 
-from bigmodel_utils.serving.app import _error, install_error_handlers
-from bigmodel_utils.serving.models import BadRequest, load_served_model
+from bigmodel_utils.serving.app import _error, install_error_handlers, read_json
+from bigmodel_utils.serving.models import KINDS, BadRequest, load_served_model
 
 KEY_PREFIX = "bm"
-
-
-@dataclass
-class _Key:
-    owner: str
-    salt: str
-    digest: str
-    quota: int
-    window: float
-    window_start: float = 0.0
-    used_in_window: int = 0
-    usage: dict[str, int] = field(default_factory=lambda: {"requests": 0, "instances": 0, "rejected": 0})
+_USAGE = ("requests", "instances", "invalid", "rejected")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, salt TEXT NOT NULL, digest TEXT NOT NULL,
+    quota INTEGER NOT NULL, window REAL NOT NULL, window_start REAL NOT NULL DEFAULT 0,
+    used_in_window INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+    instances INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0)
+"""
 
 
 def _digest(salt: str, secret: str) -> str:
-    return hashlib.sha256((salt + secret).encode()).hexdigest()
+    # the secret is 192 random bits, so one salted SHA-256 suffices (a slow password hash protects guessable secrets)
+    return hashlib.sha256((salt + secret).encode("utf-8", "replace")).hexdigest()
 
 
 class ApiKeys:
-    """API keys: :meth:`issue` returns ``bm_<id>_<secret>`` once; only a salted hash of the secret is kept.
+    """API keys in a SQLite file: :meth:`issue` returns ``bm_<id>_<secret>`` once; only a salted hash is kept.
 
     :meth:`check` looks the key up by its public id and compares hashes with :func:`hmac.compare_digest`,
     whose time does not depend on where two strings differ (so response times leak nothing about a key).
-    Quotas are per key: ``quota`` requests per ``window`` seconds, counted in fixed windows.
+    Quotas are per key: ``quota`` requests per ``window`` seconds, counted in fixed windows of the wall clock
+    (``time.time``, the same in every process). Keys and usage live in ``path`` (WAL mode): several server
+    processes share one file, every update is one transaction (``BEGIN IMMEDIATE``: a quota of N is N across
+    all of them), and a restart loses nothing. ``path=None`` keeps them in memory, for one process only.
     """
 
-    def __init__(self, clock=time.monotonic):
-        self._keys: dict[str, _Key] = {}
-        self._lock = threading.Lock()
+    def __init__(self, path: str | Path | None = None, clock=time.time):
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
+        self._lock = threading.Lock()  # one connection per object, shared by the server's threads
+        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        try:
+            if self.path is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise ValueError(f"{self.path} is not a key store ({error}): pass a new file name, or the file "
+                             "`python -m bigmodel_utils.serving.maas issue` wrote") from None
+
+    def _transaction(self, fn):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # takes the write lock now: no other process interleaves
+            try:
+                result = fn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
     def issue(self, owner: str, quota: int = 100, window: float = 60.0) -> str:
         if not owner or not isinstance(owner, str):
             raise ValueError("a key needs an owner (who to call about its usage)")
-        if not isinstance(quota, int) or quota < 1 or window <= 0:
+        if isinstance(quota, bool) or not isinstance(quota, int) or quota < 1 or not window > 0:
             raise ValueError(f"quota must be a positive integer and window positive, got {quota!r}, {window!r}")
         key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(24), secrets.token_hex(16)
-        with self._lock:
-            self._keys[key_id] = _Key(owner, salt, _digest(salt, secret), quota, float(window))
+        self._transaction(lambda db: db.execute(
+            "INSERT INTO keys (id, owner, salt, digest, quota, window) VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, owner, salt, _digest(salt, secret), quota, float(window))))
         return f"{KEY_PREFIX}_{key_id}_{secret}"
 
     def stored(self) -> dict[str, dict[str, Any]]:
         """What is kept on the server: owner, salt, hash, quota. Never the key itself."""
-        return {k: {"owner": v.owner, "salt": v.salt, "sha256": v.digest, "quota": v.quota, "window": v.window}
-                for k, v in self._keys.items()}
+        with self._lock:
+            rows = self._db.execute("SELECT id, owner, salt, digest, quota, window FROM keys").fetchall()
+        return {r[0]: {"owner": r[1], "salt": r[2], "sha256": r[3], "quota": r[4], "window": r[5]} for r in rows}
 
     def check(self, presented: str | None) -> str | None:
         """The key's id if ``presented`` is a valid key, else None."""
-        if not isinstance(presented, str) or presented.count("_") < 2:
+        if not isinstance(presented, str) or presented.count("_") < 2 or len(presented) > 200:
             return None
         prefix, key_id, secret = presented.split("_", 2)
-        entry = self._keys.get(key_id)
+        with self._lock:
+            entry = self._db.execute("SELECT salt, digest FROM keys WHERE id = ?", (key_id,)).fetchone()
         # compare against a dummy hash for unknown ids too, so both paths take the same time
-        expected = entry.digest if entry else _digest("unknown", "unknown")
-        actual = _digest(entry.salt if entry else "unknown", secret)
+        salt, expected = entry if entry else ("unknown", _digest("unknown", "unknown"))
+        actual = _digest(salt, secret)
         return key_id if hmac.compare_digest(actual, expected) and entry and prefix == KEY_PREFIX else None
 
-    def admit(self, key_id: str, instances: int) -> float | None:
-        """Count one request; None if within quota, else the seconds until the window resets (a 429)."""
-        with self._lock:
-            entry = self._keys[key_id]
+    def admit(self, key_id: str) -> float | None:
+        """Charge one request to the key's quota; None if within quota, else the seconds until its window ends."""
+
+        def admit(db):
+            start, used, quota, window = db.execute(
+                "SELECT window_start, used_in_window, quota, window FROM keys WHERE id = ?", (key_id,)).fetchone()
             now = self._clock()
-            if now - entry.window_start >= entry.window:
-                entry.window_start, entry.used_in_window = now, 0
-            if entry.used_in_window >= entry.quota:
-                entry.usage["rejected"] += 1
-                return max(0.0, entry.window - (now - entry.window_start))
-            entry.used_in_window += 1
-            entry.usage["requests"] += 1
-            entry.usage["instances"] += instances
+            if now - start >= window:
+                start, used = now, 0
+            if used >= quota:
+                db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, rejected = rejected + 1 WHERE id = ?",
+                           (start, used, key_id))
+                return max(0.0, window - (now - start))
+            db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, requests = requests + 1 WHERE id = ?",
+                       (start, used + 1, key_id))
             return None
+
+        return self._transaction(admit)
+
+    def meter(self, key_id: str, instances: int = 0, invalid: bool = False) -> None:
+        """After an admitted request: bill its validated ``instances``, or count it ``invalid`` (a 4xx)."""
+        self._transaction(lambda db: db.execute(
+            "UPDATE keys SET instances = instances + ?, invalid = invalid + ? WHERE id = ?",
+            (int(instances), int(invalid), key_id)))
 
     def usage(self, key_id: str) -> dict[str, Any]:
         with self._lock:
-            entry = self._keys[key_id]
-            return {"owner": entry.owner, "quota": entry.quota, "window_seconds": entry.window,
-                    "used_in_window": entry.used_in_window, **entry.usage}
+            row = self._db.execute(f"SELECT owner, quota, window, used_in_window, {', '.join(_USAGE)} FROM keys "
+                                   "WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no key with id {key_id!r}")
+        return {"owner": row[0], "quota": row[1], "window_seconds": row[2], "used_in_window": row[3],
+                **dict(zip(_USAGE, row[4:]))}
+
+
+def _version(value: Any, what: str) -> str | None:
+    """Registry versions are strings of digits ("1", "2", ...), as in URLs; an int is accepted and converted."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).isdigit():
+        raise ValueError(f"{what} must be a registry version such as \"1\" (or 1), got {value!r}")
+    return str(int(value))
 
 
 @dataclass
 class Route:
-    """Where requests for a model name go: ``stable``, and ``canary`` for a ``canary_share`` of them."""
+    """Where requests for a model name go: ``stable``, and ``canary`` for a ``canary_share`` of them.
+
+    Versions are kept as strings (``Route("digits", stable=1)`` means ``"1"``), the type of the registry's
+    versions and of the version in a URL. ``pins`` maps a version to the sha256 the deployment expects: kept
+    here, outside the registry's folder, it catches a file *and* card rewritten together, which the card's own
+    hash cannot (chapter 12).
+    """
 
     kind: str
     stable: str
     canary: str | None = None
     canary_share: float = 0.0
+    pins: dict[str, str] | None = None
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        self.stable = _version(self.stable, "stable")
+        if self.stable is None:
+            raise ValueError("a route needs a stable version")
+        self.canary = _version(self.canary, "canary")
         if not 0.0 <= self.canary_share <= 1.0:
             raise ValueError(f"canary_share must be between 0 and 1, got {self.canary_share!r}")
         if self.canary_share and not self.canary:
             raise ValueError("a canary share needs a canary version")
+        self.pins = {_version(v, "a pinned version"): str(h).lower() for v, h in (self.pins or {}).items()}
+
+    def versions(self) -> list[str]:
+        return [v for v in (self.stable, self.canary) if v is not None]
+
+
+UNAUTHORISED = "a valid API key is required: send the header 'Authorization: Bearer <key>'"
 
 
 def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_content_length: int = 1 << 20,
                     seed: int = 0) -> Flask:
     """The multi-model service: every version named in ``routes`` is fetched (sha256 checked) and loaded once."""
+    import shutil
+    import tempfile
+
     loaded: dict[tuple[str, str], Any] = {}
     cards: dict[tuple[str, str], Any] = {}
     for name, route in routes.items():
-        for version in filter(None, (route.stable, route.canary)):
-            path, card = registry.fetch(name, version)
-            # answers name the registry's version; the file's sha256 is on the card
-            loaded[(name, card.version)] = load_served_model(path, route.kind, name=name, version=card.version,
-                                                             metrics=card.metrics)
+        for version in route.versions():
+            scratch = tempfile.mkdtemp(prefix="bigmodel-maas-")  # private (0700): the verified copy is loaded
+            try:
+                path, card = registry.fetch(name, version, into=scratch, expected_sha256=route.pins.get(version))
+                # answers name the registry's version; the file's sha256 is on the card
+                loaded[(name, card.version)] = load_served_model(path, route.kind, name=name, version=card.version,
+                                                                 metrics=card.metrics)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
             cards[(name, card.version)] = card
     split = {name: {v: 0 for (n, v) in loaded if n == name} for name in routes}
     rng = random.Random(seed)
@@ -151,32 +239,32 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
     def serve(name: str, version: str | None):
         key_id = caller()
         if key_id is None:
-            return _error(401, "a valid API key is required: send the header 'Authorization: Bearer <key>'")
-        if name not in routes:
-            return _error(404, f"no model named {name!r}; available: {sorted(routes)}")
-        if version is None:
-            route = routes[name]
-            with lock:
-                version = route.canary if route.canary and rng.random() < route.canary_share else route.stable
-        if (name, version) not in loaded:
-            served_versions = sorted(v for (n, v) in loaded if n == name)
-            return _error(404, f"{name!r} version {version!r} is not served; served versions: {served_versions}")
-        if not request.is_json:
-            return _error(415, "send JSON with the header Content-Type: application/json")
-        payload = request.get_json(silent=True)
-        if payload is None:
-            return _error(400, "the body is not valid JSON")
-        n = len(payload["instances"]) if isinstance(payload, dict) and isinstance(payload.get("instances"), list) else 0
-        wait = keys.admit(key_id, n)
+            return _error(401, UNAUTHORISED)
+        wait = keys.admit(key_id)  # charged before the body is read: parsing is work too
         if wait is not None:
             response = _error(429, f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
                                    f"retry in {wait:.0f} s")
             response.headers["Retry-After"] = str(max(1, round(wait)))
             return response
         try:
-            answer = loaded[(name, version)].respond(payload)
+            if name not in routes:
+                raise BadRequest(f"no model named {name!r}; available: {sorted(routes)}", status=404)
+            if version is None:
+                route = routes[name]
+                with lock:
+                    version = route.canary if route.canary and rng.random() < route.canary_share else route.stable
+            if (name, version) not in loaded:
+                served_versions = sorted(v for (n, v) in loaded if n == name)
+                raise BadRequest(f"{name!r} version {version!r} is not served; served versions: {served_versions}",
+                                 status=404)
+            answer = loaded[(name, version)].respond(read_json(request))
         except BadRequest as error:
+            keys.meter(key_id, invalid=True)
             return _error(error.status, str(error))
+        except Exception:  # a 413 from the body limit, or a bug: still counted as an invalid request
+            keys.meter(key_id, invalid=True)
+            raise
+        keys.meter(key_id, instances=len(answer["predictions"]))
         with lock:
             split[name][version] += 1
         return jsonify(answer)
@@ -192,7 +280,7 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
     @app.get("/v1/models")
     def models():
         if caller() is None:
-            return _error(401, "a valid API key is required: send the header 'Authorization: Bearer <key>'")
+            return _error(401, UNAUTHORISED)
         return jsonify({"models": [{**card.__dict__, "role": "stable" if routes[n].stable == v else "canary"}
                                    for (n, v), card in cards.items()]})
 
@@ -200,13 +288,13 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
     def usage():
         key_id = caller()
         if key_id is None:
-            return _error(401, "a valid API key is required: send the header 'Authorization: Bearer <key>'")
+            return _error(401, UNAUTHORISED)
         return jsonify(keys.usage(key_id))
 
     @app.get("/v1/canary/<name>")
     def canary(name):
         if caller() is None:
-            return _error(401, "a valid API key is required: send the header 'Authorization: Bearer <key>'")
+            return _error(401, UNAUTHORISED)
         if name not in routes:
             return _error(404, f"no model named {name!r}")
         with lock:
@@ -217,3 +305,69 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
                         "canary_share_configured": routes[name].canary_share})
 
     return app
+
+
+def _parse_route(text: str) -> tuple[str, Route]:
+    """``NAME=KIND:STABLE`` or ``NAME=KIND:STABLE:CANARY:SHARE`` (e.g. ``digits-cnn=digits:1:2:0.2``)."""
+    name, _, spec = text.partition("=")
+    parts = spec.split(":")
+    if not name or len(parts) not in (2, 4):
+        raise ValueError(f"a route is NAME=KIND:STABLE or NAME=KIND:STABLE:CANARY:SHARE, got {text!r}")
+    if len(parts) == 2:
+        return name, Route(parts[0], stable=parts[1])
+    return name, Route(parts[0], stable=parts[1], canary=parts[2], canary_share=float(parts[3]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bigmodel_utils.serving.maas issue|usage|serve``: keys in a SQLite file, the service under waitress."""
+    import argparse
+    import logging
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.serving.maas", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    issue = commands.add_parser("issue", help="issue a key; prints it once (only its hash is stored)")
+    issue.add_argument("--keys", type=Path, required=True, help="the key store (a SQLite file; created if missing)")
+    issue.add_argument("--owner", required=True)
+    issue.add_argument("--quota", type=int, default=100, help="requests per window")
+    issue.add_argument("--window", type=float, default=60.0, help="seconds")
+    usage = commands.add_parser("usage", help="print every key's usage as JSON")
+    usage.add_argument("--keys", type=Path, required=True)
+    serve = commands.add_parser("serve", help="serve registered models with waitress")
+    serve.add_argument("--registry", type=Path, required=True, help="the model registry's folder")
+    serve.add_argument("--keys", type=Path, required=True, help="the key store, shared by every server process")
+    serve.add_argument("--route", action="append", required=True, metavar="NAME=KIND:STABLE[:CANARY:SHARE]")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--max-body", type=int, default=1 << 20)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "usage" and not args.keys.is_file():
+            raise ValueError(f"no key store at {args.keys}: issue a key first")
+        keys = ApiKeys(args.keys)
+        if args.command == "issue":
+            print(keys.issue(args.owner, quota=args.quota, window=args.window))
+            return 0
+        if args.command == "usage":
+            import json
+
+            print(json.dumps({key_id: keys.usage(key_id) for key_id in keys.stored()}, indent=1))
+            return 0
+        routes = dict(_parse_route(r) for r in args.route)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bigmodel_utils.registry import ModelRegistry
+
+    app = create_maas_app(ModelRegistry(args.registry), keys, routes, max_content_length=args.max_body)
+    import waitress
+
+    print(f"serving {sorted(routes)} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -79,10 +79,12 @@ def validate_images(payload: Any, max_batch: int = 64, shape: tuple[int, int] = 
                 # bool is a subclass of int in Python: JSON true/false are not pixel values
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise BadRequest(f"{where}, pixel ({r}, {c}): expected a number, got {type(v).__name__}")
-                if not math.isfinite(v):
+                if isinstance(v, float) and not math.isfinite(v):
                     raise BadRequest(f"{where}, pixel ({r}, {c}): NaN and infinity are not pixel values")
-                if not 0.0 <= v <= 1.0:
-                    raise BadRequest(f"{where}, pixel ({r}, {c}) = {v:g}: pixel values lie in [0, 1] (divide 0-16 "
+                # compared as written: a JSON integer may have hundreds of digits, too many for a float
+                if not 0 <= v <= 1:
+                    shown = f"{v:g}" if isinstance(v, float) else (str(v) if abs(v) < 10**15 else "a huge integer")
+                    raise BadRequest(f"{where}, pixel ({r}, {c}) = {shown}: pixel values lie in [0, 1] (divide 0-16 "
                                      "or 0-255 values by their maximum)")
                 out[i, r, c] = v
     return out[..., None]
@@ -98,6 +100,11 @@ def validate_texts(payload: Any, max_batch: int = 64, max_length: int = 2000) ->
             raise BadRequest(f"instance {i}: the text is empty")
         if len(text) > max_length:
             raise BadRequest(f"instance {i}: {len(text)} characters; at most {max_length} are accepted", status=413)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # JSON's \ud800 escape is valid JSON but no character
+            raise BadRequest(f"instance {i}: character {error.start} is a lone surrogate (\\u{ord(text[error.start]):04x}), "
+                             "not valid Unicode: send text as UTF-8") from None
     return np.array(instances, dtype=object)[:, None]
 
 

@@ -1,0 +1,251 @@
+"""Any bytes at either service (chapters 11 and 12) get a 4xx or a 2xx, never a 5xx, and the service keeps serving.
+
+Two kinds of test:
+
+- one explicit regression test per bug found (each failed with HTTP 500 before the fix): a pixel written as a
+  400-digit integer, a body of tens of thousands of ``[``, the same nesting inside ``instances``, a review with a
+  lone surrogate, a body that is not UTF-8, unknown methods and paths, chunked bodies over the limit;
+- property-based tests with **unbounded** generators (hypothesis): arbitrary JSON values (recursive, big
+  integers of up to 4,000 digits, any code point including lone surrogates, nesting up to 100,000 levels deep at
+  the top and inside ``instances``), near-miss valid requests, and arbitrary raw bytes, against both apps and
+  both models; and arbitrary methods, paths and ``Authorization`` headers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bigmodel_utils.notebook import quiet_tensorflow
+
+quiet_tensorflow()
+
+from bigmodel_utils.registry import ModelCard, Registry  # noqa: E402
+from bigmodel_utils.serving import create_app, load_served_model  # noqa: E402
+from bigmodel_utils.serving.maas import ApiKeys, Route, create_maas_app  # noqa: E402
+
+LIMIT = 64 * 1024  # the apps' body limit in these tests
+GOOD_IMAGE = [[0.5] * 8 for _ in range(8)]
+
+
+@pytest.fixture(scope="module")
+def served(saved_models):  # saved_models: tests/conftest.py
+    return [load_served_model(saved_models / "digits.keras", "digits", max_batch=16),
+            load_served_model(saved_models / "reviews.keras", "reviews", max_batch=16, max_text_length=100)]
+
+
+@pytest.fixture(scope="module")
+def app_client(served):
+    return create_app(served, max_content_length=LIMIT).test_client()
+
+
+@pytest.fixture(scope="module")
+def maas(saved_models, tmp_path_factory):
+    registry = Registry(tmp_path_factory.mktemp("fuzz-registry"))
+    card = dict(task="t", data="d", metrics={"accuracy": 0.5}, licence="MIT", intended_use="tests", limitations="none")
+    registry.publish("digits", saved_models / "digits.keras", ModelCard(**card))
+    registry.publish("reviews", saved_models / "reviews.keras", ModelCard(**card))
+    keys = ApiKeys(tmp_path_factory.mktemp("fuzz-keys") / "keys.sqlite")
+    key = keys.issue("fuzzer", quota=10**9, window=3600)
+    app = create_maas_app(registry, keys, {"digits": Route("digits", stable="1"), "reviews": Route("reviews", stable="1")},
+                          max_content_length=LIMIT)
+    return app.test_client(), {"Authorization": f"Bearer {key}"}
+
+
+def _post(client, url, body: bytes, headers=None):
+    return client.post(url, data=body, content_type="application/json", headers=headers or {})
+
+
+def _assert_4xx_json(response, statuses=range(400, 500)):
+    assert response.status_code in statuses, (response.status_code, response.data[:300])
+    message = response.get_json()["error"]["message"]
+    assert message and len(message) < 1000, message[:300]
+    return message
+
+
+def _targets(app_client, maas):
+    client, auth = maas
+    return [(app_client, "/models/digits/predict", {}), (app_client, "/models/reviews/predict", {}),
+            (client, "/v1/models/digits/predict", auth), (client, "/v1/models/reviews/predict", auth)]
+
+
+# --- one regression test per bug ------------------------------------------------------------------------
+
+
+def test_a_pixel_too_big_for_a_float_is_a_400(app_client, maas):
+    image = json.dumps({"instances": [GOOD_IMAGE]}).replace("0.5", "1" + "0" * 400, 1).encode()
+    for client, url, headers in _targets(app_client, maas)[::2]:
+        assert "[0, 1]" in _assert_4xx_json(_post(client, url, image, headers), {400})
+
+
+def test_json_nested_too_deeply_is_a_400(app_client, maas):
+    for client, url, headers in _targets(app_client, maas):
+        for body in (b"[" * 30_000, b'{"instances": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+                     b'{"instances": [' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000 + b"]}"):
+            assert "nested" in _assert_4xx_json(_post(client, url, body, headers), {400})
+
+
+def test_a_review_that_is_not_valid_unicode_is_a_400(app_client, maas):
+    body = b'{"instances": ["\\ud800 good book"]}'  # a lone surrogate: valid JSON, not encodable text
+    for client, url, headers in _targets(app_client, maas)[1::2]:
+        assert "Unicode" in _assert_4xx_json(_post(client, url, body, headers), {400})
+
+
+@pytest.mark.parametrize("body", [b'{"instances": ["\xff\xfe"]}', "{\"instances\": [\"好\"]}".encode("utf-16"),
+                                  b"\x80" * 100])
+def test_a_body_that_is_not_utf8_is_a_400(app_client, maas, body):
+    for client, url, headers in _targets(app_client, maas):
+        assert "UTF-8" in _assert_4xx_json(_post(client, url, body, headers), {400})
+
+
+def test_unknown_methods_and_paths_are_json_4xx(app_client, maas):
+    client, auth = maas
+    for c, base, headers in ((app_client, "/models", {}), (client, "/v1/models", auth)):
+        for method in ("PUT", "DELETE", "PATCH", "FOO"):
+            _assert_4xx_json(c.open(f"{base}/digits/predict", method=method, headers=headers), {405})
+        for path in ("/nowhere", f"{base}/digits/predict/extra", "/%ff%fe", "/" + "a" * 10_000):
+            _assert_4xx_json(c.get(path, headers=headers), {404})
+
+
+def test_empty_and_huge_batches(app_client, maas):
+    for client, url, headers in _targets(app_client, maas):
+        _assert_4xx_json(_post(client, url, b'{"instances": []}', headers), {400})
+        _assert_4xx_json(_post(client, url, b'{"instances": [' + b"0," * 1000 + b"0]}", headers), {413})
+        _assert_4xx_json(_post(client, url, b"", headers), {400})
+
+
+def _raw_http(port: int, request: bytes) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(request)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_chunked_bodies_over_the_limit_are_a_413_over_real_http(served):
+    import threading
+
+    import waitress.server
+
+    server = waitress.server.create_server(create_app(served, max_content_length=LIMIT), host="127.0.0.1", port=0,
+                                           threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        chunk = b"[" * 8192
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3 * LIMIT // len(chunk)))
+        head = (b"POST /models/digits/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+        assert _raw_http(server.effective_port, head + chunks + b"0\r\n\r\n") == 413
+        small = b'{"instances": [' + json.dumps(GOOD_IMAGE).encode() + b"]}"
+        ok = head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small)
+        assert _raw_http(server.effective_port, ok) == 200, "a chunked body under the limit is served"
+    finally:
+        server.close()
+
+
+# --- unbounded generators --------------------------------------------------------------------------------
+
+ANY_TEXT = st.text(st.characters(codec=None, categories=None, exclude_categories=()), max_size=30)  # surrogates too
+BIG_INTS = st.integers(0, 4000).map(lambda digits: 10**digits) | st.integers() | st.integers(-(10**30), 10**30)
+FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+SCALARS = st.none() | st.booleans() | BIG_INTS | FLOATS | ANY_TEXT
+
+
+JSON = st.recursive(SCALARS, lambda children: st.lists(children, max_size=12) | st.dictionaries(ANY_TEXT, children, max_size=6),
+                    max_leaves=100)
+PAYLOADS = (JSON | st.builds(lambda v: {"instances": v}, JSON) | st.builds(lambda v: {"instances": [v]}, JSON)
+            | st.dictionaries(ANY_TEXT, JSON, max_size=4).map(lambda d: {"instances": [GOOD_IMAGE], **d}))
+
+
+def _dumps(payload) -> bytes:  # ensure_ascii: lone surrogates become \udXXX escapes, as client libraries send them
+    return json.dumps(payload).encode()
+
+
+def _deep(value, depth: int, kind: str, where: str) -> bytes:
+    """``value`` inside ``depth`` lists or objects (up to 100,000: written as bytes, too deep for Python objects)."""
+    opener, closer = (b"[", b"]") if kind == "list" else (b'{"a": ', b"}")
+    body = opener * depth + _dumps(value) + closer * depth
+    return {"top": body, "instances": b'{"instances": ' + body + b"}",
+            "instance": b'{"instances": [' + body + b"]}"}[where]
+
+
+DEEP = st.builds(_deep, JSON, st.integers(0, 100_000), st.sampled_from(["list", "dict"]),
+                 st.sampled_from(["top", "instances", "instance"]))
+
+
+def _near_miss_image(draw):
+    image = [row[:] for row in GOOD_IMAGE]
+    r, c = draw(st.integers(0, 7)), draw(st.integers(0, 7))
+    image[r][c] = draw(SCALARS | JSON)
+    if draw(st.booleans()):
+        image = image[: draw(st.integers(0, 9))] + draw(st.lists(JSON, max_size=2))
+    return {"instances": [image] * draw(st.integers(1, 3))}
+
+
+NEAR_MISS = st.composite(_near_miss_image)()
+TEXTS = st.lists(ANY_TEXT | SCALARS, min_size=0, max_size=20).map(lambda t: {"instances": t})
+
+
+def _dumps(payload) -> bytes:
+    try:  # ensure_ascii: lone surrogates become \\udXXX escapes, as any client library would send them
+        return json.dumps(payload).encode()
+    except (RecursionError, ValueError):  # deeper than the encoder goes: write the nesting out by hand
+        depth, inner = 0, payload
+        while isinstance(inner, list) and len(inner) == 1:
+            inner, depth = inner[0], depth + 1
+        return b"[" * depth + json.dumps(inner, default=str).encode() + b"]" * depth
+
+
+def _fires(client, url, body, headers):
+    response = _post(client, url, body, headers)
+    assert response.status_code < 500, (response.status_code, body[:200], response.data[:300])
+    if response.status_code >= 400:
+        _assert_4xx_json(response)
+    return response.status_code
+
+
+FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FUZZ
+@given(body=(PAYLOADS | NEAR_MISS | TEXTS).map(_dumps) | DEEP, target=st.integers(0, 3))
+def test_arbitrary_json_never_gets_a_5xx(app_client, maas, body, target):
+    client, url, headers = _targets(app_client, maas)[target]
+    _fires(client, url, body, headers)
+
+
+@FUZZ
+@given(body=st.binary(max_size=2000) | st.builds(lambda a, b: a + b, PAYLOADS.map(_dumps) | DEEP, st.binary(max_size=50))
+       | PAYLOADS.map(lambda p: json.dumps(p, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+       target=st.integers(0, 3))
+def test_arbitrary_bytes_never_get_a_5xx(app_client, maas, body, target):
+    client, url, headers = _targets(app_client, maas)[target]
+    _fires(client, url, body, headers)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]),
+       path=st.text(st.characters(codec="ascii", exclude_characters="?#"), max_size=60),
+       body=st.binary(max_size=200), auth=st.sampled_from([None, "Bearer ", "Bearer bm_x_y", "Basic abc", "good"]),
+       which=st.sampled_from(["app", "maas"]))
+def test_arbitrary_methods_paths_and_keys_never_get_a_5xx(app_client, maas, method, path, body, auth, which):
+    client, good = (app_client, {}) if which == "app" else maas
+    headers = dict(good) if auth == "good" else ({"Authorization": auth} if auth else {})
+    response = client.open("/" + path, method=method, data=body, headers=headers, content_type="application/json")
+    assert response.status_code < 500, (method, path, response.status_code, response.data[:300])
+
+
+def test_the_services_still_answer_after_the_fuzzing(app_client, maas):
+    body = json.dumps({"instances": [GOOD_IMAGE]}).encode()
+    for client, url, headers in _targets(app_client, maas)[::2]:
+        assert _post(client, url, body, headers).status_code == 200
+    assert app_client.get("/health").status_code == 200
