@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bigmodel_utils.data.download import (
+    CacheWriteError,
     ChecksumError,
     DownloadError,
     download,
@@ -41,6 +42,7 @@ from bigmodel_utils.data.registry import (
 from bigmodel_utils.paths import data_dir
 
 __all__ = [
+    "CacheWriteError",
     "ChecksumError",
     "DataError",
     "DownloadError",
@@ -138,7 +140,10 @@ def fetch(
         if entry.source_kind == "package":
             paths.append(verify_file(_package_file(entry, spec), spec.sha256, f"{entry.name} ({spec.label})"))
             continue
-        dest = data_dir() / spec.filename
+        cache = data_dir().resolve()
+        dest = cache / spec.filename
+        if cache not in dest.resolve().parents:  # the manifest check refuses this; a symlink in the cache could not
+            raise DataError(f"{entry.name}: {spec.filename!r} resolves outside the cache folder {cache}; refusing it")
         if file_matches(dest, spec.sha256):
             paths.append(dest)
             continue

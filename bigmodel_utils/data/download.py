@@ -1,9 +1,14 @@
 """Checksummed downloads and file verification.
 
 A download streams into a temporary file beside its destination, hashing as it goes; only when the
-sha256 (and size) match is the file moved into place, atomically. A mismatch deletes the temporary
-file and raises :class:`ChecksumError`, so the cache never holds a partial or wrong file. Network
-failures are retried with a back-off; the last one raises :class:`DownloadError`.
+sha256 and size match is the file moved into place, atomically. A mismatch deletes the temporary
+file and raises :class:`ChecksumError`, so the cache never holds a partial or wrong file. Every download
+states its size and stops past it, and has a deadline for the whole transfer, not only per read. Network
+failures alone are retried with a back-off (the last one raises :class:`DownloadError`); a full disk or an
+unwritable cache raises :class:`CacheWriteError` at once, and Ctrl-C is never swallowed.
+
+Why not ``pooch.retrieve(known_hash=...)``: it verifies the hash after downloading, but it has no size limit
+and no deadline for the whole transfer, and it is one more dependency; this loop is short enough to read.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from http.client import HTTPException
+from http.client import HTTPException, IncompleteRead
 from pathlib import Path
 
 from bigmodel_utils.data.registry import DataError
@@ -68,33 +73,60 @@ def verify_file(path: str | Path, sha256: str, what: str = "") -> Path:
     return path
 
 
+class CacheWriteError(DataError, OSError):
+    """The cache folder cannot be written (full disk, no permission): not a network error, so never retried."""
+
+
+class _Deadline(Exception):
+    """The whole download took longer than its deadline (a server that drips bytes slowly)."""
+
+
 def _is_retryable(exc: BaseException) -> bool:
+    """Network errors only: a server error or overload (5xx, 408, 429), a refused or dropped connection, a timeout,
+    a truncated response. A 404, a bad checksum or a local disk error is reported at once."""
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code in (408, 429)
-    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException, OSError))
+    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException))
+
+
+def _write(out, chunk: bytes, dest: Path) -> None:
+    try:
+        out.write(chunk)
+    except OSError as exc:
+        raise CacheWriteError(f"cannot write {dest} ({exc.strerror or exc}): free some disk space, or point "
+                              "BIGMODEL_DATA_DIR at a folder with room that you can write") from exc
 
 
 def download(
     url: str,
     dest: str | Path,
     sha256: str,
-    size: int | None = None,
+    size: int,
     *,
     timeout: float = 30.0,
+    deadline: float | None = None,
     retries: int = 3,
     backoff: float = 1.0,
     quiet: bool = False,
 ) -> Path:
-    """Download ``url`` to ``dest`` and return ``dest``, verified against ``sha256`` (and ``size``).
+    """Download ``url`` to ``dest`` and return ``dest``, verified against ``sha256`` and ``size`` (bytes).
 
-    A file already at ``dest`` with the right checksum is kept; one with the wrong checksum is
-    replaced. Args: ``timeout`` per connection attempt in seconds, ``retries`` attempts in all
-    for network errors, ``backoff`` seconds before the first retry (doubling each time).
+    A file already at ``dest`` with the right checksum is kept; one with the wrong checksum is replaced. The
+    download stops as soon as the server sends more than ``size`` bytes. Args: ``timeout`` seconds for the
+    connection and for each read; ``deadline`` seconds for the whole download, retries included (default 60 s
+    plus 20 s a megabyte, i.e. at least 50 kB/s); ``retries`` attempts in all, for network errors only;
+    ``backoff`` seconds before the first retry (doubling each time). A full disk or a folder that cannot be written raises
+    :class:`CacheWriteError` at once; Ctrl-C is never caught.
     """
     if retries < 1:
         raise ValueError(f"retries must be at least 1, got {retries}")
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"size must be the file's size in bytes, got {size!r}: every download states its size")
+    deadline = 60.0 + 20.0 * size / 1e6 if deadline is None else deadline
+    if deadline <= 0:
+        raise ValueError(f"deadline must be positive, got {deadline}")
     dest = Path(dest)
     if dest.exists():
         if file_matches(dest, sha256):
@@ -102,44 +134,65 @@ def download(
         if not quiet:
             print(f"{dest.name}: cached copy has the wrong checksum; downloading it again")
         dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheWriteError(f"cannot create {dest.parent} ({exc.strerror or exc}): point BIGMODEL_DATA_DIR at a "
+                              "folder you can write") from exc
 
-    last_error: BaseException | None = None
+    last_error: Exception | None = None
+    end = time.monotonic() + deadline
     for attempt in range(1, retries + 1):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        except OSError as exc:
+            raise CacheWriteError(f"cannot write in {dest.parent} ({exc.strerror or exc}): point BIGMODEL_DATA_DIR "
+                                  "at a folder you can write") from exc
         tmp = Path(tmp_name)
         try:
             digest = hashlib.sha256()
             received = 0
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                for chunk in iter(lambda: resp.read(CHUNK), b""):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise _Deadline(f"no time left of the deadline of {deadline:.0f} s")
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=min(timeout, left)) as resp:
+                while True:
+                    if time.monotonic() > end:
+                        raise _Deadline(f"the download took longer than its deadline of {deadline:.0f} s "
+                                        f"({received:,} of {size:,} bytes received)")
+                    chunk = resp.read1(CHUNK)  # what has arrived, so a slow server cannot hold a read past the deadline
+                    if not chunk:
+                        break
                     received += len(chunk)
-                    if size is not None and received > size:
+                    if received > size:
                         raise ChecksumError(
                             f"{dest.name}: the server sent more than the expected {size:,} bytes "
                             f"from {url}; refusing the file"
                         )
                     digest.update(chunk)
-                    out.write(chunk)
+                    _write(out, chunk, dest)
+                if getattr(resp, "length", None):  # fewer bytes than the server's Content-Length: the connection broke
+                    raise IncompleteRead(b"", resp.length)
             actual = digest.hexdigest()
-            if actual != sha256 or (size is not None and received != size):
+            if actual != sha256 or received != size:
                 raise ChecksumError(
                     f"{dest.name}: checksum mismatch after downloading {url} "
-                    f"(expected sha256 {sha256[:12]}… and {size if size is not None else '?'} bytes, "
+                    f"(expected sha256 {sha256[:12]}… and {size:,} bytes, "
                     f"got {actual[:12]}… and {received:,} bytes). The file was discarded; the source "
                     "may have changed or the download was tampered with: do not use it"
                 )
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError as exc:
+                raise CacheWriteError(f"cannot move the download into {dest} ({exc.strerror or exc})") from exc
             return dest
-        except ChecksumError:
+        except (ChecksumError, CacheWriteError):
             raise
-        except BaseException as exc:  # noqa: BLE001 - decide below whether to retry
+        except Exception as exc:  # noqa: BLE001 - network errors are retried; KeyboardInterrupt is not caught
             last_error = exc
-            if not _is_retryable(exc) or attempt == retries:
+            if not _is_retryable(exc) or attempt == retries or time.monotonic() + backoff * 2 ** (attempt - 1) > end:
                 break
             time.sleep(backoff * 2 ** (attempt - 1))
         finally:
             tmp.unlink(missing_ok=True)
-    if isinstance(last_error, KeyboardInterrupt):
-        raise last_error
     raise DownloadError(f"could not download {url} after {attempt} attempt(s): {last_error}") from last_error

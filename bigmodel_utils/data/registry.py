@@ -75,6 +75,15 @@ def _require(obj: dict, key: str, where: str) -> Any:
     return obj[key]
 
 
+def _check_cache_name(filename: Any, where: str) -> None:
+    """A url file's ``filename`` is a relative path inside the cache folder: no absolute path, no '..', no '\\'."""
+    parts = filename.split("/") if isinstance(filename, str) else []
+    if (not parts or filename.startswith("/") or "\\" in filename or ":" in filename or "\0" in filename
+            or any(p in ("", ".", "..") or p.startswith(".") for p in parts)):
+        raise ManifestError(f"{where}: filename {filename!r} must be a relative path inside the cache folder "
+                            "(such as 'mnist.npz' or 'fashion_mnist/train.gz': no absolute path, no '..', no empty or hidden parts)")
+
+
 def _parse_entry(raw: dict) -> DatasetEntry:
     name = _require(raw, "name", "manifest entry")
     where = f"manifest entry {name!r}"
@@ -89,6 +98,12 @@ def _parse_entry(raw: dict) -> DatasetEntry:
             raise ManifestError(f"{where}: sha256 {sha!r} is not 64 lower-case hex digits")
         if kind == "url" and not (f.get("url") and f.get("filename")):
             raise ManifestError(f"{where}: a url file needs 'url' and 'filename'")
+        if kind == "url":
+            _check_cache_name(f["filename"], where)
+            size = f.get("size")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise ManifestError(f"{where}: a url file needs its 'size' in bytes (the download stops there), "
+                                    f"got {size!r}")
         if kind == "package" and not (f.get("module") and f.get("path")):
             raise ManifestError(f"{where}: a package file needs 'module' and 'path'")
         files.append(
