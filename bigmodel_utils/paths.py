@@ -42,3 +42,24 @@ def model_path(filename: str) -> Path:
     folder = data_dir() / "models"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / filename
+
+
+class MissingModelWarning(UserWarning):
+    """A chapter did not find a model that an earlier chapter saves, and works around it (the test run fails on it)."""
+
+
+def saved_model(path: str | Path, chapter: str, instead: str) -> bool:
+    """True when ``path``, the model that chapter ``chapter`` saves, exists; otherwise warn and return False.
+
+    A chapter run on its own still works (it trains a stand-in, or skips a comparison: ``instead`` says which),
+    and the learner is told to run chapter ``chapter`` first. The warning is a :class:`MissingModelWarning`,
+    so that ``make test``, which runs the producing chapters first, can check that no chapter took this path.
+    """
+    import warnings
+
+    path = Path(path)
+    if path.is_file():
+        return True
+    warnings.warn(f"{path.name} not found in {path.parent}: run chapter {chapter} first to save it; meanwhile "
+                  f"this chapter is {instead}", MissingModelWarning, stacklevel=2)
+    return False

@@ -112,6 +112,19 @@ def _check_version(version: Any) -> str:
     return text
 
 
+_PRIVATE: list[Path] = []
+
+
+def _private_folder() -> Path:
+    """One temporary folder per process that only this user can write (0700), removed at exit."""
+    if not _PRIVATE or not _PRIVATE[0].is_dir():
+        import atexit
+
+        _PRIVATE[:] = [Path(tempfile.mkdtemp(prefix="bigmodel-verified-"))]
+        atexit.register(shutil.rmtree, _PRIVATE[0], True)
+    return _PRIVATE[0]
+
+
 class ModelRegistry:
     """Models on disk: ``<root>/<name>/<version>/{model<suffix>, card.json}``; versions are 1, 2, 3, ...
 
@@ -202,7 +215,7 @@ class ModelRegistry:
 
         The bytes are hashed as they are copied, so the copy holds exactly the bytes that were checked; load
         it, not the registry's file (which someone could change between the check and the load). ``into``
-        defaults to a new private temporary folder (mode 0700), which the caller may delete after loading.
+        defaults to a private temporary folder of this process (mode 0700, removed when the process ends).
         ``expected_sha256``, kept outside the registry, is checked too. :class:`TamperedModelError` if either
         differs (the copy is deleted).
         """
@@ -210,7 +223,7 @@ class ModelRegistry:
         source = self.root / name / card.version / card.file
         if not source.is_file():
             raise TamperedModelError(f"{name} v{card.version}: {card.file} is missing from the registry")
-        folder = Path(into) if into is not None else Path(tempfile.mkdtemp(prefix="bigmodel-verified-"))
+        folder = Path(into) if into is not None else _private_folder()
         folder.mkdir(parents=True, exist_ok=True)
         copy = folder / f"{name}-v{card.version}{source.suffix}"
         digest = hashlib.sha256()

@@ -1,13 +1,57 @@
-"""Shared fixtures: an isolated data cache and a real HTTP server on 127.0.0.1."""
+"""Shared fixtures: an isolated data cache and a real HTTP server on 127.0.0.1.
+
+Test isolation: a test run never reads or writes the learner's own cache (``~/.cache/bigmodel``, or
+``$XDG_CACHE_HOME/bigmodel``, or the ``$BIGMODEL_DATA_DIR`` the learner set). Before anything is collected,
+``BIGMODEL_DATA_DIR`` points at a new, empty folder for this run, which every test and every notebook kernel
+inherits; it is removed at the end. ``tests/test_zz_isolation.py`` (the last file to run) checks that the
+learner's cache is exactly as it was.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
+
+LEARNER_CACHE: Path | None = None  # the cache a learner's own runs use: must be untouched by the tests
+LEARNER_SNAPSHOT: dict | None = None
+TEST_CACHE: Path | None = None  # this run's cache
+
+
+def learner_cache_dir() -> Path:
+    """Where ``bigmodel_utils.paths.data_dir`` would point without the tests' override (not created)."""
+    override = os.environ.get("BIGMODEL_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "bigmodel"
+
+
+def snapshot(folder: Path) -> dict | None:
+    """Every file under ``folder`` with its size and modification time; None if the folder does not exist."""
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def pytest_configure(config):
+    global LEARNER_CACHE, LEARNER_SNAPSHOT, TEST_CACHE
+    LEARNER_CACHE = learner_cache_dir()
+    LEARNER_SNAPSHOT = snapshot(LEARNER_CACHE)
+    TEST_CACHE = Path(tempfile.mkdtemp(prefix="bigmodel-test-cache-"))
+    os.environ["BIGMODEL_DATA_DIR"] = str(TEST_CACHE)  # inherited by notebook kernels and server processes
+    os.environ.pop("BIGMODEL_OFFLINE", None)
+
+
+def pytest_unconfigure(config):
+    if TEST_CACHE is not None:
+        shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

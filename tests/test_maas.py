@@ -326,30 +326,12 @@ def test_keys_and_usage_survive_a_restart(tmp_path):
         ApiKeys(tmp_path / "junk.sqlite")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_maas(registry_root, keys_file, port):
-    import subprocess
-    import sys
-
-    return subprocess.Popen([sys.executable, "-m", "bigmodel_utils.serving.maas", "serve", "--registry",
-                             str(registry_root), "--keys", str(keys_file), "--route", "digits=digits:1",
-                             "--port", str(port), "--threads", "4"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _post_http(port, key, body=None):
+def _post_http(url, key, body=None):
     import urllib.error
     import urllib.request
 
     data = json.dumps(body or {"instances": [IMAGE]}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/digits/predict", data=data,
+    req = urllib.request.Request(f"{url}/v1/models/digits/predict", data=data,
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(req, timeout=30) as response:
@@ -358,50 +340,36 @@ def _post_http(port, key, body=None):
         return error.code
 
 
-def _wait_until_up(proc, port, key):
-    import time
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-        except urllib.error.HTTPError:
-            return  # 401 without a key: the server answers
-        except (urllib.error.URLError, OSError):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the MaaS server did not start: {proc.stdout.read()[-2000:]}") from None
-            time.sleep(0.5)
-
-
 def test_two_server_processes_share_one_quota_and_a_restart_loses_nothing(registry, tmp_path, processes_mentioning):
+    import subprocess
+    import sys
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
+    from bigmodel_utils.serving.maas import maas_process
 
     keys_file = tmp_path / "shared-keys.sqlite"
-    proc = __import__("subprocess").run(
-        [__import__("sys").executable, "-m", "bigmodel_utils.serving.maas", "issue", "--keys", str(keys_file),
-         "--owner", "frank", "--quota", "25", "--window", "3600"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "bigmodel_utils.serving.maas", "issue", "--keys", str(keys_file),
+                           "--owner", "frank", "--quota", "25", "--window", "3600"], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     key = proc.stdout.strip()
-    ports = [_free_port(), _free_port()]
-    servers = [_start_maas(registry.root, keys_file, p) for p in ports]
-    try:
-        for server, port in zip(servers, ports):
-            _wait_until_up(server, port, key)
+    with ExitStack() as stack:
+        urls = [stack.enter_context(maas_process(registry.root, keys_file, ["digits=digits:1"])) for _ in range(2)]
         with ThreadPoolExecutor(8) as pool:  # 40 requests at once, alternating between the two processes
-            statuses = list(pool.map(lambda i: _post_http(ports[i % 2], key), range(40)))
-        assert statuses.count(200) == 25 and statuses.count(429) == 15, statuses
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
-        servers = [_start_maas(registry.root, keys_file, ports[0])]  # a restart
-        _wait_until_up(servers[0], ports[0], key)
-        assert _post_http(ports[0], key) == 429, "the quota used before the restart is still used"
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
-    usage = ApiKeys(keys_file).usage(ApiKeys(keys_file).check(key))
+            statuses = list(pool.map(lambda i: _post_http(urls[i % 2], key), range(40)))
+    assert statuses.count(200) == 25 and statuses.count(429) == 15, statuses
+    assert not processes_mentioning(str(keys_file)), "a server process was left running"
+    with maas_process(registry.root, keys_file, ["digits=digits:1"]) as url:  # a restart
+        assert _post_http(url, key) == 429, "the quota used before the restart is still used"
+    keys = ApiKeys(keys_file)
+    usage = keys.usage(keys.check(key))
     assert (usage["requests"], usage["instances"], usage["rejected"]) == (25, 25, 16)
     assert not processes_mentioning(str(keys_file)), "a server process was left running"
+
+
+def test_the_command_line_says_what_is_wrong(tmp_path):
+    from bigmodel_utils.serving.maas import main
+
+    assert main(["usage", "--keys", str(tmp_path / "none.sqlite")]) == 2
+    assert main(["serve", "--registry", str(tmp_path), "--keys", str(tmp_path / "k.sqlite"), "--route", "digits"]) == 2

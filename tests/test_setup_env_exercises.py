@@ -197,3 +197,16 @@ def test_every_chapter_exercise_has_a_solution_that_checks_it():
         for ex in used:
             assert f'assert check("{ex}"' in sol_src, f"solutions/{ch.name} does not assert exercise {ex}"
         assert used <= set(exercise_ids())
+
+
+def test_saved_model_warns_when_an_earlier_chapter_has_not_run(tmp_path):
+    import warnings
+
+    from bigmodel_utils.paths import MissingModelWarning, saved_model
+
+    with pytest.warns(MissingModelWarning, match="run chapter 05 first.*training a stand-in"):
+        assert saved_model(tmp_path / "digits_cnn.keras", "05", "training a stand-in") is False
+    (tmp_path / "digits_cnn.keras").write_bytes(b"x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert saved_model(tmp_path / "digits_cnn.keras", "05", "training a stand-in") is True

@@ -139,22 +139,12 @@ def load_test(url: str, images: np.ndarray, name: str, clients: int = 8, request
 
 
 @contextmanager
-def serving_process(path: str | Path, naive: bool = False, threads: int = 8, startup_timeout: float = 120.0):
-    """Run the service (or the naive one) for the digits model at ``path`` in its own process, as it would
-    run in production, on a free port of 127.0.0.1; yield its base URL; stop it (and wait) afterwards.
-
-    A separate process keeps the load-generating clients from competing with the server for Python's GIL.
-    """
-    import socket
+def process_serving(command: list[str], port: int, name: str = "service", startup_timeout: float = 120.0):
+    """Run ``command`` (a server that listens on 127.0.0.1:``port`` and answers ``GET /health``) in its own process;
+    yield its base URL once it answers; stop it (and wait) afterwards, also when the block fails."""
     import subprocess
-    import sys
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "bigmodel_utils.serving.loadtest", "--model", str(path), "--port", str(port),
-               "--threads", str(threads)] + (["--naive"] if naive else [])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -166,7 +156,7 @@ def serving_process(path: str | Path, naive: bool = False, threads: int = 8, sta
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     output = proc.stdout.read() if proc.poll() is not None else "(still starting)"
-                    raise RuntimeError(f"the {'naive ' if naive else ''}service did not start: {output[-2000:]}") from None
+                    raise RuntimeError(f"the {name} did not start: {output[-2000:]}") from None
                 time.sleep(0.25)
         yield url
     finally:
@@ -177,6 +167,29 @@ def serving_process(path: str | Path, naive: bool = False, threads: int = 8, sta
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serving_process(path: str | Path, naive: bool = False, threads: int = 8, startup_timeout: float = 120.0):
+    """Run the service (or the naive one) for the digits model at ``path`` in its own process, as it would
+    run in production, on a free port of 127.0.0.1; a context manager that yields its base URL.
+
+    A separate process keeps the load-generating clients from competing with the server for Python's GIL.
+    """
+    import sys
+
+    port = free_port()
+    command = [sys.executable, "-m", "bigmodel_utils.serving.loadtest", "--model", str(path), "--port", str(port),
+               "--threads", str(threads)] + (["--naive"] if naive else [])
+    return process_serving(command, port, "naive service" if naive else "service", startup_timeout)
 
 
 def compare(path: str | Path, images: np.ndarray, clients: int = 8, requests: int = 800) -> list[LoadResult]:

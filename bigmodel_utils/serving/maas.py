@@ -269,6 +269,10 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
             split[name][version] += 1
         return jsonify(answer)
 
+    @app.get("/health")
+    def health():  # for load balancers and start-up checks: no key needed, nothing about keys said
+        return jsonify({"status": "ok"})
+
     @app.post("/v1/models/<name>/predict")
     def predict(name):
         return serve(name, None)
@@ -316,6 +320,21 @@ def _parse_route(text: str) -> tuple[str, Route]:
     if len(parts) == 2:
         return name, Route(parts[0], stable=parts[1])
     return name, Route(parts[0], stable=parts[1], canary=parts[2], canary_share=float(parts[3]))
+
+
+def maas_process(registry_root: str | Path, keys_file: str | Path, routes: list[str], threads: int = 4):
+    """``python -m bigmodel_utils.serving.maas serve`` in its own process on a free port of 127.0.0.1: a context
+    manager that yields the base URL once it answers and stops the process afterwards (chapter 12, tests)."""
+    import sys
+
+    from bigmodel_utils.serving.loadtest import free_port, process_serving
+
+    port = free_port()
+    command = [sys.executable, "-m", "bigmodel_utils.serving.maas", "serve", "--registry", str(registry_root),
+               "--keys", str(keys_file), "--port", str(port), "--threads", str(threads)]
+    for route in routes:
+        command += ["--route", route]
+    return process_serving(command, port, "MaaS server")
 
 
 def main(argv: list[str] | None = None) -> int:
