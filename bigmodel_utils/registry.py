@@ -30,8 +30,9 @@ from typing import Any
 
 from bigmodel_utils.data import sha256_file
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_VERSION = re.compile(r"[1-9][0-9]{0,8}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_VERSION = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 CARD_FIELDS = ("task", "data", "metrics", "licence", "intended_use", "limitations")
 SUFFIXES = (".keras", ".tflite", ".onnx")  # what the registry stores, as model<suffix>
 CHUNK = 1 << 20
@@ -105,7 +106,7 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _check_version(version: Any) -> str:
+def check_version(version: Any) -> str:
     text = str(version) if isinstance(version, int) and not isinstance(version, bool) else version
     if not isinstance(text, str) or not _VERSION.fullmatch(text):
         raise ValueError(f"versions are 1, 2, 3, ... (a string or an int), got {version!r}")
@@ -156,6 +157,9 @@ class ModelRegistry:
         folder = self.root / name
         folder.mkdir(exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".publishing-", dir=folder))  # hidden: never listed as a version
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would make the version readable by this user only
         try:
             target = staging / f"model{source.suffix}"
             shutil.copyfile(source, target)
@@ -183,7 +187,7 @@ class ModelRegistry:
         if not versions:
             known = sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
             raise KeyError(f"no model named {name!r} in {self.root}; registered: {known or 'none'}")
-        version = _check_version(version) if version is not None else versions[-1]
+        version = check_version(version) if version is not None else versions[-1]
         if version not in versions:
             raise KeyError(f"{name!r} has no version {version!r}; versions: {versions}")
         where = f"{name} v{version} ({self.root / name / version / 'card.json'})"
@@ -194,6 +198,8 @@ class ModelRegistry:
         card = ModelCard.from_dict(data, where)
         if (card.name, card.version) != (name, version):
             raise CardError(f"{where}: the card says {card.name!r} v{card.version!r}, but it sits in {name}/{version}")
+        if not _SHA256.fullmatch(card.sha256):
+            raise CardError(f"{where}: the card's sha256 {card.sha256[:70]!r} is not 64 hex digits: re-publish the model")
         if card.file not in {f"model{s}" for s in SUFFIXES}:
             raise CardError(f"{where}: the card names the file {card.file!r}; a registered model is stored as one of "
                             f"{[f'model{s}' for s in SUFFIXES]} in its version's folder, and nothing else is loaded")
@@ -226,17 +232,22 @@ class ModelRegistry:
         folder = Path(into) if into is not None else _private_folder()
         folder.mkdir(parents=True, exist_ok=True)
         copy = folder / f"{name}-v{card.version}{source.suffix}"
+        fd, part = tempfile.mkstemp(prefix=f".{copy.name}.", suffix=".part", dir=folder)  # new file: no symlink followed
         digest = hashlib.sha256()
-        with open(source, "rb") as src, open(copy, "wb") as out:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        actual = digest.hexdigest()
-        for expected, whose in ((card.sha256, "the card's"), (expected_sha256, "the deployment's pinned")):
-            if expected is not None and actual != expected.lower():
-                copy.unlink(missing_ok=True)
-                raise TamperedModelError(f"{name} v{card.version}: sha256 {actual[:12]}… differs from {whose} "
-                                         f"{expected[:12]}…; the file was changed after publishing: refusing to load it")
+        try:
+            with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+            actual = digest.hexdigest()
+            for expected, whose in ((card.sha256, "the card's"), (expected_sha256, "the deployment's pinned")):
+                if expected is not None and actual != expected.lower():
+                    raise TamperedModelError(f"{name} v{card.version}: sha256 {actual[:12]}… differs from {whose} "
+                                             f"{expected[:12]}…; the file was changed after publishing: refusing to "
+                                             "load it")
+            os.replace(part, copy)  # only checked bytes ever carry the copy's name
+        finally:
+            Path(part).unlink(missing_ok=True)
         return copy, card
 
 

@@ -3,8 +3,8 @@
 Test isolation: a test run never reads or writes the learner's own cache (``~/.cache/bigmodel``, or
 ``$XDG_CACHE_HOME/bigmodel``, or the ``$BIGMODEL_DATA_DIR`` the learner set). Before anything is collected,
 ``BIGMODEL_DATA_DIR`` points at a new, empty folder for this run, which every test and every notebook kernel
-inherits; it is removed at the end. ``tests/test_zz_isolation.py`` (the last file to run) checks that the
-learner's cache is exactly as it was.
+inherits; it is removed at the end. At the end of the run the learner's cache must be exactly as it was
+(``pytest_sessionfinish`` fails the run otherwise; ``tests/test_zz_isolation.py`` checks it as a test too).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ def learner_cache_dir() -> Path:
 
 
 def snapshot(folder: Path) -> dict | None:
-    """Every file under ``folder`` with its size and modification time; None if the folder does not exist."""
+    """Every file and folder under ``folder`` (files with size and modification time); None if it does not exist."""
     if not folder.exists():
         return None
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else "folder"
+            for p in sorted(folder.rglob("*"))}
 
 
 def pytest_configure(config):
@@ -46,7 +46,14 @@ def pytest_configure(config):
     LEARNER_SNAPSHOT = snapshot(LEARNER_CACHE)
     TEST_CACHE = Path(tempfile.mkdtemp(prefix="bigmodel-test-cache-"))
     os.environ["BIGMODEL_DATA_DIR"] = str(TEST_CACHE)  # inherited by notebook kernels and server processes
-    os.environ.pop("BIGMODEL_OFFLINE", None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run, whatever ran, if the learner's cache changed (the test in test_zz_isolation.py says where)."""
+    if LEARNER_CACHE is not None and snapshot(LEARNER_CACHE) != LEARNER_SNAPSHOT:
+        print(f"\nerror: the test run changed the learner's cache {LEARNER_CACHE}: something wrote outside "
+              "BIGMODEL_DATA_DIR")
+        session.exitstatus = 1
 
 
 def pytest_unconfigure(config):

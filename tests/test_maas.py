@@ -88,7 +88,9 @@ def test_keys_are_stored_hashed_and_checked(monkeypatch, tmp_path):
     with pytest.raises(ValueError):
         keys.issue("", quota=1)
     secret = key.split("_", 2)[2].encode()
-    assert secret not in (tmp_path / "keys.sqlite").read_bytes(), "the key is not on disk in plain text"
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("keys.sqlite*"))  # the database and its WAL file
+    assert key_id.encode() in on_disk, "the check looks where the keys are"
+    assert secret not in on_disk, "the key is not on disk in plain text"
 
 
 def test_quota_windows():
@@ -373,3 +375,27 @@ def test_the_command_line_says_what_is_wrong(tmp_path):
 
     assert main(["usage", "--keys", str(tmp_path / "none.sqlite")]) == 2
     assert main(["serve", "--registry", str(tmp_path), "--keys", str(tmp_path / "k.sqlite"), "--route", "digits"]) == 2
+
+
+def test_a_locked_key_store_is_a_503_and_a_failed_meter_keeps_the_answer(registry, tmp_path, monkeypatch):
+    import sqlite3
+
+    from bigmodel_utils.serving.maas import KeyStoreBusy
+
+    keys = ApiKeys(tmp_path / "keys.sqlite", busy_timeout=0.2)
+    auth = {"Authorization": f"Bearer {keys.issue('gina', quota=100)}"}
+    client = create_maas_app(registry, keys, {"digits": Route("digits", stable="1")}).test_client()
+    other = sqlite3.connect(tmp_path / "keys.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for longer than the busy timeout
+    busy = client.post("/v1/models/digits/predict", json={"instances": [IMAGE]}, headers=auth)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] and "busy" in busy.get_json()["error"]["message"]
+    other.execute("ROLLBACK")
+    assert client.post("/v1/models/digits/predict", json={"instances": [IMAGE]}, headers=auth).status_code == 200
+    assert keys.admit(keys.check(auth["Authorization"][7:])) is None, "no transaction was left open"
+
+    def fail(*args, **kwargs):
+        raise KeyStoreBusy("disk full")
+
+    monkeypatch.setattr(keys, "meter", fail)
+    answer = client.post("/v1/models/digits/predict", json={"instances": [IMAGE]}, headers=auth)
+    assert answer.status_code == 200 and len(answer.get_json()["predictions"]) == 1

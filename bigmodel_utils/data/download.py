@@ -115,7 +115,8 @@ def download(
     download stops as soon as the server sends more than ``size`` bytes. Args: ``timeout`` seconds for the
     connection and for each read; ``deadline`` seconds for the whole download, retries included (default 60 s
     plus 20 s a megabyte, i.e. at least 50 kB/s); ``retries`` attempts in all, for network errors only;
-    ``backoff`` seconds before the first retry (doubling each time). A full disk or a folder that cannot be written raises
+    ``backoff`` seconds before the first retry (doubling each time). The deadline is checked between reads,
+    so one read (at most ``timeout`` seconds) can end past it. A full disk or a folder that cannot be written raises
     :class:`CacheWriteError` at once; Ctrl-C is never caught.
     """
     if retries < 1:
@@ -143,8 +144,12 @@ def download(
     last_error: Exception | None = None
     end = time.monotonic() + deadline
     for attempt in range(1, retries + 1):
+        if time.monotonic() >= end:
+            last_error = _Deadline(f"no time left of the deadline of {deadline:.0f} s")
+            break
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            out = os.fdopen(fd, "wb")
         except OSError as exc:
             raise CacheWriteError(f"cannot write in {dest.parent} ({exc.strerror or exc}): point BIGMODEL_DATA_DIR "
                                   "at a folder you can write") from exc
@@ -152,27 +157,31 @@ def download(
         try:
             digest = hashlib.sha256()
             received = 0
-            left = end - time.monotonic()
-            if left <= 0:
-                raise _Deadline(f"no time left of the deadline of {deadline:.0f} s")
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=min(timeout, left)) as resp:
-                while True:
-                    if time.monotonic() > end:
-                        raise _Deadline(f"the download took longer than its deadline of {deadline:.0f} s "
-                                        f"({received:,} of {size:,} bytes received)")
-                    chunk = resp.read1(CHUNK)  # what has arrived, so a slow server cannot hold a read past the deadline
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if received > size:
-                        raise ChecksumError(
-                            f"{dest.name}: the server sent more than the expected {size:,} bytes "
-                            f"from {url}; refusing the file"
-                        )
-                    digest.update(chunk)
-                    _write(out, chunk, dest)
-                if getattr(resp, "length", None):  # fewer bytes than the server's Content-Length: the connection broke
-                    raise IncompleteRead(b"", resp.length)
+            try:
+                with urllib.request.urlopen(url, timeout=min(timeout, end - time.monotonic())) as resp:
+                    while True:
+                        if time.monotonic() > end:
+                            raise _Deadline(f"the download took longer than its deadline of {deadline:.0f} s "
+                                            f"({received:,} of {size:,} bytes received)")
+                        chunk = resp.read1(CHUNK)  # what has arrived: a slow server cannot hold a read past the deadline
+                        if not chunk:
+                            break
+                        received += len(chunk)
+                        if received > size:
+                            raise ChecksumError(
+                                f"{dest.name}: the server sent more than the expected {size:,} bytes "
+                                f"from {url}; refusing the file"
+                            )
+                        digest.update(chunk)
+                        _write(out, chunk, dest)
+                    if getattr(resp, "length", None):  # fewer bytes than its Content-Length: the connection broke
+                        raise IncompleteRead(b"", resp.length)
+            finally:
+                try:
+                    out.close()
+                except OSError as exc:  # the last buffered bytes could not be written: a full disk
+                    raise CacheWriteError(f"cannot write {dest} ({exc.strerror or exc}): free some disk space, or "
+                                          "point BIGMODEL_DATA_DIR at a folder with room that you can write") from exc
             actual = digest.hexdigest()
             if actual != sha256 or received != size:
                 raise ChecksumError(

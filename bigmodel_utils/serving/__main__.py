@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviews", type=Path, default=default_model_path("reviews"),
                         help="chapter 06's review classifier (.keras, reads raw text); default: the one chapter 06 saved")
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only) or 0.0.0.0 (the network)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="0: any free port (the URL is printed)")
     parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (413 above)")
@@ -40,12 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no model to serve: neither {args.digits} nor {args.reviews} exists; run chapters 05 and 06 "
               "(or pass --digits/--reviews with saved .keras files)", file=sys.stderr)
         return 2
-    app = create_app(models, max_content_length=args.max_body)
+    from bigmodel_utils.serving.app import serve
 
-    import waitress
-
-    print(f"serving {[m.name for m in models]} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
+    serve(create_app(models, max_content_length=args.max_body), args.host, args.port, args.threads, args.max_body,
+          name=str([m.name for m in models]))
     return 0
 
 

@@ -70,13 +70,20 @@ def read_json(req) -> Any:
 def install_error_handlers(app: Flask, endpoints: str) -> None:
     """Every error as JSON: 404/405/413 with a message naming ``endpoints``, a logged 500 for bugs."""
 
+    app.url_map.merge_slashes = False  # werkzeug would answer "//" with an HTML 308 redirect: a plain 404 instead
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        allowed = sorted(getattr(error, "valid_methods", None) or [])
         messages = {413: f"request body larger than {app.config['MAX_CONTENT_LENGTH']:,} bytes: send fewer or "
                          "smaller instances",
                     404: f"no such endpoint: {endpoints}",
-                    405: f"method {request.method} not allowed here"}
-        return _error(error.code or 500, messages.get(error.code, error.description or error.name))
+                    405: f"method {request.method[:20]} not allowed here: use "
+                         f"{' or '.join(m for m in allowed if m not in ('HEAD', 'OPTIONS')) or 'another method'}"}
+        response = _error(error.code or 500, messages.get(error.code, error.description or error.name))
+        if error.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):  # a bug, not the client's fault: log it, say nothing internal
@@ -151,3 +158,23 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20)
         return jsonify(answer)
 
     return app
+
+
+def serve(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: int = 8, max_body: int = 1 << 20,
+          name: str = "the service") -> None:
+    """Run ``app`` under waitress until stopped; print the URL it listens on (``port=0``: a free port).
+
+    waitress buffers a whole body before the app sees it, so its own limit is set just above the app's
+    ``MAX_CONTENT_LENGTH``: a client cannot make the server hold a gigabyte (waitress's default) to be refused.
+    """
+    import waitress.server
+
+    server = waitress.server.create_server(app, host=host, port=port, threads=threads,
+                                           max_request_body_size=int(max_body) + 64 * 1024)
+    print(f"serving {name} on http://{host}:{server.effective_port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

@@ -139,25 +139,43 @@ def load_test(url: str, images: np.ndarray, name: str, clients: int = 8, request
 
 
 @contextmanager
-def process_serving(command: list[str], port: int, name: str = "service", startup_timeout: float = 120.0):
-    """Run ``command`` (a server that listens on 127.0.0.1:``port`` and answers ``GET /health``) in its own process;
-    yield its base URL once it answers; stop it (and wait) afterwards, also when the block fails."""
+def process_serving(command: list[str], name: str = "service", startup_timeout: float = 120.0):
+    """Run ``command``, a server started with ``--port 0`` that prints ``http://127.0.0.1:<port>/`` once it listens
+    and answers ``GET /health``, in its own process; yield its base URL once it answers; stop it (and wait)
+    afterwards, also when the block fails.
+
+    The server picks its own free port and says which, so two servers started at once cannot race for one
+    port; its output goes to a temporary file (a pipe nobody reads would fill up and block it).
+    """
+    import re
     import subprocess
+    import tempfile
     import urllib.request
 
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
+
     try:
         deadline = time.monotonic() + startup_timeout
+        url = None
         while True:
+            if url is None:
+                found = re.search(r"http://127\.0\.0\.1:(\d+)/", output())
+                url = f"http://127.0.0.1:{found.group(1)}" if found else None
             try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
+                if url is not None:
+                    with urllib.request.urlopen(url + "/health", timeout=2):
+                        break
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    output = proc.stdout.read() if proc.poll() is not None else "(still starting)"
-                    raise RuntimeError(f"the {name} did not start: {output[-2000:]}") from None
-                time.sleep(0.25)
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                state = "exited" if proc.poll() is not None else "still starting"
+                raise RuntimeError(f"the {name} did not start ({state}): {output()[-2000:]}")
+            time.sleep(0.25)
         yield url
     finally:
         proc.terminate()
@@ -166,16 +184,7 @@ def process_serving(command: list[str], port: int, name: str = "service", startu
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        proc.stdout.close()
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        log.close()
 
 
 def serving_process(path: str | Path, naive: bool = False, threads: int = 8, startup_timeout: float = 120.0):
@@ -186,10 +195,9 @@ def serving_process(path: str | Path, naive: bool = False, threads: int = 8, sta
     """
     import sys
 
-    port = free_port()
-    command = [sys.executable, "-m", "bigmodel_utils.serving.loadtest", "--model", str(path), "--port", str(port),
+    command = [sys.executable, "-m", "bigmodel_utils.serving.loadtest", "--model", str(path), "--port", "0",
                "--threads", str(threads)] + (["--naive"] if naive else [])
-    return process_serving(command, port, "naive service" if naive else "service", startup_timeout)
+    return process_serving(command, "naive service" if naive else "service", startup_timeout)
 
 
 def compare(path: str | Path, images: np.ndarray, clients: int = 8, requests: int = 800) -> list[LoadResult]:
@@ -207,8 +215,6 @@ def _serve_main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
 
-    import waitress
-
     parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.serving.loadtest")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
@@ -222,7 +228,9 @@ def _serve_main(argv: list[str] | None = None) -> int:
 
         app = create_app([load_served_model(args.model, "digits")])
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is what a load test provokes
-    waitress.serve(app, host="127.0.0.1", port=args.port, threads=args.threads)
+    from bigmodel_utils.serving.app import serve
+
+    serve(app, "127.0.0.1", args.port, args.threads, name="the naive service" if args.naive else "the service")
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import random
 import secrets
 import sqlite3
@@ -38,6 +39,7 @@ from bigmodel_utils.serving.app import _error, install_error_handlers, read_json
 from bigmodel_utils.serving.models import KINDS, BadRequest, load_served_model
 
 KEY_PREFIX = "bm"
+log = logging.getLogger("bigmodel_utils.serving.maas")
 _USAGE = ("requests", "instances", "invalid", "rejected")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -53,6 +55,14 @@ def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256((salt + secret).encode("utf-8", "replace")).hexdigest()
 
 
+_UNKNOWN_SALT = "unknown"
+_UNKNOWN_DIGEST = _digest(_UNKNOWN_SALT, "unknown")  # computed once: a known and an unknown id cost one hash each
+
+
+class KeyStoreBusy(RuntimeError):
+    """The key store stayed locked by other server processes for longer than the busy timeout (a 503)."""
+
+
 class ApiKeys:
     """API keys in a SQLite file: :meth:`issue` returns ``bm_<id>_<secret>`` once; only a salted hash is kept.
 
@@ -61,48 +71,80 @@ class ApiKeys:
     Quotas are per key: ``quota`` requests per ``window`` seconds, counted in fixed windows of the wall clock
     (``time.time``, the same in every process). Keys and usage live in ``path`` (WAL mode): several server
     processes share one file, every update is one transaction (``BEGIN IMMEDIATE``: a quota of N is N across
-    all of them), and a restart loses nothing. ``path=None`` keeps them in memory, for one process only.
+    all of them), and a restart loses nothing. ``path=None``: a private temporary file, for one process.
+    Each thread has its own connection; a store locked for longer than ``busy_timeout`` seconds raises
+    :class:`KeyStoreBusy` (the service answers 503 with ``Retry-After``: the server is busy, not the request bad).
     """
 
-    def __init__(self, path: str | Path | None = None, clock=time.time):
-        self.path = Path(path) if path is not None else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | None = None, clock=time.time, busy_timeout: float = 5.0):
+        self._scratch = None
+        if path is None:
+            import tempfile
+
+            self._scratch = tempfile.TemporaryDirectory(prefix="bigmodel-keys-")
+            path = Path(self._scratch.name) / "keys.sqlite"
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._lock = threading.Lock()  # one connection per object, shared by the server's threads
-        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=30, isolation_level=None,
-                                   check_same_thread=False)
+        self._busy_timeout = float(busy_timeout)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         try:
-            if self.path is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.execute(_SCHEMA)
+            db = self._db()
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
         except sqlite3.DatabaseError as error:
-            self._db.close()
+            self.close()
             raise ValueError(f"{self.path} is not a key store ({error}): pass a new file name, or the file "
                              "`python -m bigmodel_utils.serving.maas issue` wrote") from None
 
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
     def _transaction(self, fn):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")  # takes the write lock now: no other process interleaves
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # takes the write lock now: no other process or thread interleaves
             try:
-                result = fn(self._db)
+                result = fn(db)
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
-            return result
+        except sqlite3.OperationalError as error:
+            raise KeyStoreBusy(f"the key store {self.path.name} is busy or cannot be written ({error})") from error
+        return result
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db().execute(sql, args).fetchall()
+        except sqlite3.OperationalError as error:
+            raise KeyStoreBusy(f"the key store {self.path.name} is busy or cannot be read ({error})") from error
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def issue(self, owner: str, quota: int = 100, window: float = 60.0) -> str:
         if not owner or not isinstance(owner, str):
             raise ValueError("a key needs an owner (who to call about its usage)")
         if isinstance(quota, bool) or not isinstance(quota, int) or quota < 1 or not window > 0:
             raise ValueError(f"quota must be a positive integer and window positive, got {quota!r}, {window!r}")
-        key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(24), secrets.token_hex(16)
+        key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(24), secrets.token_hex(16)  # 64-bit ids
         self._transaction(lambda db: db.execute(
             "INSERT INTO keys (id, owner, salt, digest, quota, window) VALUES (?, ?, ?, ?, ?, ?)",
             (key_id, owner, salt, _digest(salt, secret), quota, float(window))))
@@ -110,8 +152,7 @@ class ApiKeys:
 
     def stored(self) -> dict[str, dict[str, Any]]:
         """What is kept on the server: owner, salt, hash, quota. Never the key itself."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, owner, salt, digest, quota, window FROM keys").fetchall()
+        rows = self._read("SELECT id, owner, salt, digest, quota, window FROM keys")
         return {r[0]: {"owner": r[1], "salt": r[2], "sha256": r[3], "quota": r[4], "window": r[5]} for r in rows}
 
     def check(self, presented: str | None) -> str | None:
@@ -119,10 +160,10 @@ class ApiKeys:
         if not isinstance(presented, str) or presented.count("_") < 2 or len(presented) > 200:
             return None
         prefix, key_id, secret = presented.split("_", 2)
-        with self._lock:
-            entry = self._db.execute("SELECT salt, digest FROM keys WHERE id = ?", (key_id,)).fetchone()
-        # compare against a dummy hash for unknown ids too, so both paths take the same time
-        salt, expected = entry if entry else ("unknown", _digest("unknown", "unknown"))
+        rows = self._read("SELECT salt, digest FROM keys WHERE id = ?", (key_id,))
+        entry = rows[0] if rows else None
+        # one hash and one constant-time comparison for unknown ids too, so both paths take the same time
+        salt, expected = entry if entry else (_UNKNOWN_SALT, _UNKNOWN_DIGEST)
         actual = _digest(salt, secret)
         return key_id if hmac.compare_digest(actual, expected) and entry and prefix == KEY_PREFIX else None
 
@@ -152,22 +193,25 @@ class ApiKeys:
             (int(instances), int(invalid), key_id)))
 
     def usage(self, key_id: str) -> dict[str, Any]:
-        with self._lock:
-            row = self._db.execute(f"SELECT owner, quota, window, used_in_window, {', '.join(_USAGE)} FROM keys "
-                                   "WHERE id = ?", (key_id,)).fetchone()
-        if row is None:
+        rows = self._read(f"SELECT owner, quota, window, used_in_window, {', '.join(_USAGE)} FROM keys WHERE id = ?",
+                          (key_id,))
+        if not rows:
             raise KeyError(f"no key with id {key_id!r}")
+        row = rows[0]
         return {"owner": row[0], "quota": row[1], "window_seconds": row[2], "used_in_window": row[3],
                 **dict(zip(_USAGE, row[4:]))}
 
 
 def _version(value: Any, what: str) -> str | None:
-    """Registry versions are strings of digits ("1", "2", ...), as in URLs; an int is accepted and converted."""
+    """Registry versions are "1", "2", ..., as in URLs (the registry's own rule); an int is converted."""
+    from bigmodel_utils.registry import check_version
+
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).isdigit():
-        raise ValueError(f"{what} must be a registry version such as \"1\" (or 1), got {value!r}")
-    return str(int(value))
+    try:
+        return check_version(value)
+    except ValueError:
+        raise ValueError(f"{what} must be a registry version such as \"1\" (or 1), got {value!r}") from None
 
 
 @dataclass
@@ -204,6 +248,8 @@ class Route:
 
 
 UNAUTHORISED = "a valid API key is required: send the header 'Authorization: Bearer <key>'"
+ENDPOINTS = ("GET /health, GET /v1/models, GET /v1/usage, GET /v1/canary/<name>, POST /v1/models/<name>/predict, "
+             "POST /v1/models/<name>/versions/<version>/predict")
 
 
 def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_content_length: int = 1 << 20,
@@ -230,7 +276,20 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
     lock = threading.Lock()
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=int(max_content_length), DEBUG=False, PROPAGATE_EXCEPTIONS=False)
-    install_error_handlers(app, "GET /v1/models, GET /v1/usage, POST /v1/models/<name>/predict")
+    install_error_handlers(app, ENDPOINTS)
+
+    @app.errorhandler(KeyStoreBusy)
+    def busy(error: KeyStoreBusy):  # the server's state, not the request: 503 and when to come back
+        log.warning("%s", error)
+        response = _error(503, "the service is busy: retry in a few seconds")
+        response.headers["Retry-After"] = "2"
+        return response
+
+    def meter(key_id: str, **counts) -> None:  # a failure to bill never replaces the answer: it is logged
+        try:
+            keys.meter(key_id, **counts)
+        except KeyStoreBusy:
+            log.exception("could not meter a request of key %s: %s", key_id, counts)
 
     def caller() -> str | None:
         header = request.headers.get("Authorization", "")
@@ -259,12 +318,12 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
                                  status=404)
             answer = loaded[(name, version)].respond(read_json(request))
         except BadRequest as error:
-            keys.meter(key_id, invalid=True)
+            meter(key_id, invalid=True)
             return _error(error.status, str(error))
         except Exception:  # a 413 from the body limit, or a bug: still counted as an invalid request
-            keys.meter(key_id, invalid=True)
+            meter(key_id, invalid=True)
             raise
-        keys.meter(key_id, instances=len(answer["predictions"]))
+        meter(key_id, instances=len(answer["predictions"]))
         with lock:
             split[name][version] += 1
         return jsonify(answer)
@@ -327,14 +386,13 @@ def maas_process(registry_root: str | Path, keys_file: str | Path, routes: list[
     manager that yields the base URL once it answers and stops the process afterwards (chapter 12, tests)."""
     import sys
 
-    from bigmodel_utils.serving.loadtest import free_port, process_serving
+    from bigmodel_utils.serving.loadtest import process_serving
 
-    port = free_port()
     command = [sys.executable, "-m", "bigmodel_utils.serving.maas", "serve", "--registry", str(registry_root),
-               "--keys", str(keys_file), "--port", str(port), "--threads", str(threads)]
+               "--keys", str(keys_file), "--port", "0", "--threads", str(threads)]
     for route in routes:
         command += ["--route", route]
-    return process_serving(command, port, "MaaS server")
+    return process_serving(command, "MaaS server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--keys", type=Path, required=True, help="the key store, shared by every server process")
     serve.add_argument("--route", action="append", required=True, metavar="NAME=KIND:STABLE[:CANARY:SHARE]")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument("--port", type=int, default=8001, help="0: any free port (the URL is printed)")
     serve.add_argument("--threads", type=int, default=8)
     serve.add_argument("--max-body", type=int, default=1 << 20)
     args = parser.parse_args(argv)
@@ -380,11 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bigmodel_utils.registry import ModelRegistry
 
-    app = create_maas_app(ModelRegistry(args.registry), keys, routes, max_content_length=args.max_body)
-    import waitress
+    from bigmodel_utils.serving.app import serve
 
-    print(f"serving {sorted(routes)} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads)
+    app = create_maas_app(ModelRegistry(args.registry), keys, routes, max_content_length=args.max_body)
+    serve(app, args.host, args.port, args.threads, args.max_body, name=f"{sorted(routes)} under /v1")
     return 0
 
 
