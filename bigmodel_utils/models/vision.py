@@ -15,8 +15,8 @@ def prepare_images(x, image_shape: tuple[int, int] = (8, 8), value_range: tuple[
 
     Accepts one image ``(h, w)``, a batch ``(n, h, w)`` or ``(n, h, w, 1)``, as a NumPy array or nested
     lists. Raises ``ValueError`` with a message saying what to send when the shape is wrong, a value is
-    NaN or infinite, or a value lies outside ``value_range``; ``TypeError`` for non-numeric input. The
-    deployment chapter validates every request with this before it reaches the model.
+    NaN or infinite, or a value lies outside ``value_range``; ``TypeError`` for non-numeric input. (The
+    service of chapter 11 validates JSON requests with ``serving.validate_images``, which says which pixel is wrong.)
     """
     try:
         arr = np.asarray(x, dtype=np.float64)

@@ -161,7 +161,9 @@ def load_served_model(path: str | Path, kind: str, name: str | None = None, max_
     import keras
     import tensorflow as tf
 
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)  # safe_mode: refuses Python lambdas stored in a file
+    with warnings.catch_warnings():  # Keras notes, on loading and tracing, that chapter 06's max-pooling drops the mask
+        warnings.filterwarnings("ignore", message=".*does not support masking.*")
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)  # safe_mode: refuses stored Python lambdas
     metrics_file = path.with_suffix(".metrics.json")
     if metrics is None:
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
