@@ -684,12 +684,12 @@ def _ex_12_3(answer: Any) -> None:
             raise Wrong(f"for requests at {times}, quota {quota} per {window} s, expected {expected}, got {list(got)}.")
 
 
-# --- chapter 13 -------------------------------------------------------------------------------
+# --- chapter 15 -------------------------------------------------------------------------------
 
 
-@exercise("13.1", hint="small = capacity[capacity['training images'] == capacity['training images'].min()]; "
+@exercise("15.1", hint="small = capacity[capacity['training images'] == capacity['training images'].min()]; "
                        "small.loc[small['test accuracy'].idxmax(), 'width'].")
-def _ex_13_1(answer: Any) -> None:
+def _ex_15_1(answer: Any) -> None:
     if not isinstance(answer, tuple) or len(answer) != 2:
         raise Wrong("pass (your answer, capacity), as the cell does.")
     value, table = answer
@@ -705,9 +705,9 @@ def _ex_13_1(answer: Any) -> None:
         raise Wrong(f"width {int(value)} is not the best on the small training set.{why}")
 
 
-@exercise("13.2", hint="out = np.zeros_like(images); copy images[:, :h-dy, :w-dx] into out[:, dy:, dx:] for positive "
+@exercise("15.2", hint="out = np.zeros_like(images); copy images[:, :h-dy, :w-dx] into out[:, dy:, dx:] for positive "
                        "shifts (and the mirror for negative ones).")
-def _ex_13_2(answer: Any) -> None:
+def _ex_15_2(answer: Any) -> None:
     import numpy as np
 
     _callable(answer)
