@@ -187,6 +187,19 @@ def training_flops(n_params: int | float, n_tokens: int | float) -> float:
     return 6.0 * n_params * n_tokens
 
 
+def training_flops_per_token(n_matmul_params: int | float, n_layers: int, context: int, d_model: int) -> float:
+    """Training FLOPs per token of a Transformer, attention included (Kaplan et al. 2020, Table 1, times 3).
+
+    The forward pass costs ``2·N`` for the weights that multiply (``N`` without the embedding lookups) plus
+    ``2·n_layers·context·d_model`` for the attention scores and the weighted sum of the values, which grow
+    with the context; the backward pass costs twice the forward. Chapter 13 uses it for model FLOPs utilisation.
+    """
+    _positive(n_layers=n_layers, context=context, d_model=d_model)
+    if n_matmul_params < 0:
+        raise ValueError(f"n_matmul_params must be non-negative, got {n_matmul_params}")
+    return 6.0 * n_matmul_params + 6.0 * n_layers * context * d_model
+
+
 def inference_flops_per_token(n_params: int | float) -> float:
     """Forward pass only: ≈ 2·N FLOPs per token."""
     if n_params < 0:

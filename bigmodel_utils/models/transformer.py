@@ -25,8 +25,10 @@ def gelu(x, approximate: bool = False):
 class PositionalEmbedding(keras.layers.Layer):
     """Token embedding plus a learned embedding of each position (BERT-style), optionally token types."""
 
-    def __init__(self, vocab_size: int, max_length: int, d_model: int, type_vocab_size: int = 0, **kwargs):
+    def __init__(self, vocab_size: int, max_length: int, d_model: int, type_vocab_size: int = 0, mask_zero: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.mask_zero = bool(mask_zero)  # id 0 is padding (BERT); a GPT's stream has none
         for name, v in {"vocab_size": vocab_size, "max_length": max_length, "d_model": d_model}.items():
             if int(v) < 1:
                 raise ValueError(f"{name} must be positive, got {v}")
@@ -52,11 +54,12 @@ class PositionalEmbedding(keras.layers.Layer):
         return x
 
     def compute_mask(self, token_ids, mask=None):
-        return keras.ops.not_equal(token_ids, 0)
+        return keras.ops.not_equal(token_ids, 0) if self.mask_zero else None
 
     def get_config(self):
         return super().get_config() | {"vocab_size": self.vocab_size, "max_length": self.max_length,
-                                       "d_model": self.d_model, "type_vocab_size": self.type_vocab_size}
+                                       "d_model": self.d_model, "type_vocab_size": self.type_vocab_size,
+                                       "mask_zero": self.mask_zero}
 
 @keras.saving.register_keras_serializable(package="bigmodel")
 class TransformerEncoderBlock(keras.layers.Layer):
@@ -150,21 +153,25 @@ class GatherPositions(keras.layers.Layer):
 
 
 class TiedLogits(keras.layers.Layer):
-    """Scores against an ``Embedding``'s matrix plus a bias: BERT ties its output layer to its input embeddings.
+    """Scores against an ``Embedding``'s matrix plus a bias: BERT ties its output layer to its input embeddings
+    (GPT-2 too, without the bias: ``use_bias=False``).
 
     It holds a reference to the encoder's embedding layer, so it is not serialisable on its own: save the
     weights of a model that uses it (``save_weights``) and rebuild the model to load them.
     """
 
-    def __init__(self, embedding, **kwargs):
+    def __init__(self, embedding, use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
         self._embedding = (embedding,)  # a plain tuple: the embedding's weights stay owned by the encoder
+        self.use_bias = bool(use_bias)
 
     def build(self, input_shape):
-        self.bias = self.add_weight(shape=(self._embedding[0].input_dim,), initializer="zeros", name="bias")
+        if self.use_bias:
+            self.bias = self.add_weight(shape=(self._embedding[0].input_dim,), initializer="zeros", name="bias")
 
     def call(self, h):
-        return keras.ops.matmul(h, keras.ops.transpose(self._embedding[0].embeddings)) + self.bias
+        logits = keras.ops.matmul(h, keras.ops.transpose(self._embedding[0].embeddings))
+        return logits + self.bias if self.use_bias else logits
 
 
 def build_encoder(vocab_size: int, max_length: int, d_model: int, n_layers: int, n_heads: int, d_ff: int,
