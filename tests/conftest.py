@@ -125,6 +125,15 @@ def saved_models(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def served(saved_models):
+    """The two saved models of :func:`saved_models` loaded as the service loads them (chapter 11's tests)."""
+    from bigmodel_utils.serving import load_served_model
+
+    return [load_served_model(saved_models / "digits.keras", "digits", max_batch=16),
+            load_served_model(saved_models / "reviews.keras", "reviews", max_batch=16, max_text_length=100)]
+
+
 def _processes_mentioning(marker: str) -> list[int]:
     """PIDs of live processes whose command line contains ``marker`` (Linux /proc; zombies excluded)."""
     found = []

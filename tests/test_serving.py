@@ -23,12 +23,6 @@ from bigmodel_utils.data import sha256_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def served(saved_models):  # saved_models: tests/conftest.py
-    return [load_served_model(saved_models / "digits.keras", "digits", max_batch=16),
-            load_served_model(saved_models / "reviews.keras", "reviews", max_batch=16, max_text_length=100)]
-
-
-@pytest.fixture(scope="module")
 def client(served):
     app = create_app(served, max_content_length=64 * 1024)
     assert not app.debug

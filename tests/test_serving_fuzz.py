@@ -26,17 +26,11 @@ from bigmodel_utils.notebook import quiet_tensorflow
 quiet_tensorflow()
 
 from bigmodel_utils.registry import ModelCard, Registry  # noqa: E402
-from bigmodel_utils.serving import create_app, load_served_model  # noqa: E402
+from bigmodel_utils.serving import create_app  # noqa: E402
 from bigmodel_utils.serving.maas import ApiKeys, Route, create_maas_app  # noqa: E402
 
 LIMIT = 64 * 1024  # the apps' body limit in these tests
 GOOD_IMAGE = [[0.5] * 8 for _ in range(8)]
-
-
-@pytest.fixture(scope="module")
-def served(saved_models):  # saved_models: tests/conftest.py
-    return [load_served_model(saved_models / "digits.keras", "digits", max_batch=16),
-            load_served_model(saved_models / "reviews.keras", "reviews", max_batch=16, max_text_length=100)]
 
 
 @pytest.fixture(scope="module")
