@@ -200,6 +200,19 @@ def training_flops_per_token(n_matmul_params: int | float, n_layers: int, contex
     return 6.0 * n_matmul_params + 6.0 * n_layers * context * d_model
 
 
+def kv_cache_bytes(layers: int, heads: int, head_size: int, positions: int, batch: int = 1, bytes_per_value: int = 4) -> int:
+    """Memory of a KV cache: 2 (keys and values) x layers x heads x head size x positions x batch x bytes.
+
+    A generating Transformer keeps each layer's keys and values of every token read so far (chapter 13), so that
+    each step computes only the newest token; chapter 09's memory table lists it next to the weights.
+    """
+    for name, v in {"layers": layers, "heads": heads, "head_size": head_size, "positions": positions, "batch": batch,
+                    "bytes_per_value": bytes_per_value}.items():
+        if int(v) < 1:
+            raise ValueError(f"{name} must be positive, got {v}")
+    return 2 * layers * heads * head_size * positions * batch * bytes_per_value
+
+
 def inference_flops_per_token(n_params: int | float) -> float:
     """Forward pass only: ≈ 2·N FLOPs per token."""
     if n_params < 0:

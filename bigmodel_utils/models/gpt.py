@@ -26,6 +26,7 @@ import numpy as np
 
 from bigmodel_utils.models.bert import CharTokenizer
 from bigmodel_utils.models.transformer import PositionalEmbedding, TiedLogits, TransformerEncoderBlock, keras
+from bigmodel_utils.scale import kv_cache_bytes  # noqa: F401  (the memory arithmetic lives with the rest of it)
 
 LN_EPSILON = 1e-5  # GPT-2's
 
@@ -280,15 +281,6 @@ def forward_numpy(weights: dict, ids: np.ndarray, cache: KVCache | None = None) 
     if cache is not None:
         cache.length = end
     return _layer_norm(x, weights["final"]) @ weights["tokens"].T
-
-
-def kv_cache_bytes(layers: int, heads: int, head_size: int, positions: int, batch: int = 1, bytes_per_value: int = 4) -> int:
-    """Memory of a KV cache: 2 (keys and values) x layers x heads x head size x positions x batch x bytes."""
-    for name, v in {"layers": layers, "heads": heads, "head_size": head_size, "positions": positions, "batch": batch,
-                    "bytes_per_value": bytes_per_value}.items():
-        if int(v) < 1:
-            raise ValueError(f"{name} must be positive, got {v}")
-    return 2 * layers * heads * head_size * positions * batch * bytes_per_value
 
 
 # --- generation ----------------------------------------------------------------------------------------
