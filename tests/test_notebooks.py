@@ -22,7 +22,8 @@ SMOKE_TIMEOUT = 900  # seconds per notebook
 
 # Keras 2 / legacy APIs that Keras 3 removed or that the house style replaces.
 BANNED = {
-    r"keras\.preprocessing\.text|\bTokenizer\(": "use keras.layers.TextVectorization (Keras 3)",
+    # Keras 2's text Tokenizer (a bare ``Tokenizer(``); the ``tokenizers`` library's, written qualified, is allowed
+    r"keras\.preprocessing\.text|(?<![\w.])Tokenizer\(": "use keras.layers.TextVectorization (Keras 3)",
     r"ImageDataGenerator": "use Keras preprocessing layers (RandomRotation, RandomZoom, ...)",
     r"""\.save\([^)]*\.h5['"]|save_format\s*=\s*['"]h5""": "save to .keras (model.save('x.keras')) or model.export()",
     r"fit_generator|predict_generator|evaluate_generator": "model.fit/predict/evaluate take generators and tf.data",
