@@ -102,3 +102,11 @@ def test_notebook_runs_in_smoke_mode(path):
                 f"TensorFlow start-up noise in cell {cell.get('id')}: call setup_notebook() before importing keras/tensorflow"
             )
             assert "MissingModelWarning" not in text, f"cell {cell.get('id')} skipped work for a missing model: {text[:300]}"
+
+
+def test_the_keras_2_tokenizer_ban_catches_it_and_spares_the_tokenizers_library():
+    pattern = next(p for p, advice in BANNED.items() if "TextVectorization" in advice)
+    for keras_2 in ("from keras.preprocessing.text import Tokenizer", "tok = Tokenizer(num_words=3000)"):
+        assert re.search(pattern, keras_2), keras_2
+    for allowed in ("tok = tokenizers.Tokenizer(tokenizers.models.BPE())", "CharTokenizer.fit(texts)", "CharTokenizer(v)"):
+        assert not re.search(pattern, allowed), allowed
