@@ -14,7 +14,6 @@ keys and values in a :class:`KVCache` and then needs only the newest token at ea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -24,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from bigmodel_utils.data.download import sha256_file
 from bigmodel_utils.models.bert import CharTokenizer
 from bigmodel_utils.models.transformer import PositionalEmbedding, TiedLogits, TransformerEncoderBlock, keras
 from bigmodel_utils.scale import kv_cache_bytes  # noqa: F401  (the memory arithmetic lives with the rest of it)
@@ -314,8 +314,7 @@ def generate(weights: dict, tokenizer: CharTokenizer, prompt: str, max_new_token
     rng = np.random.default_rng(0) if rng is None else rng
     context = weights["positions"].shape[0]
     ids = prompt_ids(tokenizer, prompt)
-    n_prompt = len(ids)
-    banned = [i for i in (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.mask_id)]
+    banned = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.mask_id]
     if len(ids) > context:
         warnings.warn(f"the prompt is {len(ids)} tokens ([SEP] included) and the context holds {context}: the model "
                       f"reads its last {context // 2}", UserWarning, stacklevel=2)
@@ -342,18 +341,10 @@ def generate(weights: dict, tokenizer: CharTokenizer, prompt: str, max_new_token
                 cache, fresh = KVCache.empty(weights), window
     text = "".join("\n" if i == tokenizer.sep_id else tokenizer.vocabulary[i] for i in new)
     text = text[:-1] if stop_at_end and text.endswith("\n") else text
-    return (text, ids[:n_prompt] + new) if return_ids else text
+    return (text, ids + new) if return_ids else text
 
 
 # --- saving ---------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_gpt(model: keras.Model, tokenizer: CharTokenizer, stem: str | Path, settings: dict, log: dict | None = None) -> Path:
@@ -364,7 +355,7 @@ def save_gpt(model: keras.Model, tokenizer: CharTokenizer, stem: str | Path, set
     shape = gpt_shape(model)
     info = {"settings": settings, "shape": {"context": shape.max_positions, "d_model": shape.d_model,
                                             "n_layers": shape.n_layers, "n_heads": shape.n_heads, "d_ff": shape.ff},
-            "vocabulary": tokenizer.vocabulary, "weights_sha256": _sha256(weights_file), "log": log or {}}
+            "vocabulary": tokenizer.vocabulary, "weights_sha256": sha256_file(weights_file), "log": log or {}}
     info_file.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
     return info_file
 
@@ -382,7 +373,7 @@ def load_gpt(stem: str | Path) -> tuple[keras.Model, CharTokenizer, dict]:
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{info_file} is not a GPT description saved by save_gpt ({error}): delete it and "
                          "train again (chapter 13, RETRAIN = True)") from None
-    if _sha256(weights_file) != digest:
+    if sha256_file(weights_file) != digest:
         raise ValueError(f"{weights_file} does not match the sha256 recorded when it was saved (changed or truncated "
                          "since): delete it and train again (chapter 13, RETRAIN = True)")
     tokenizer = CharTokenizer(vocabulary)
