@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -161,9 +160,9 @@ def load_served_model(path: str | Path, kind: str, name: str | None = None, max_
     import keras
     import tensorflow as tf
 
-    with warnings.catch_warnings():  # Keras notes, on loading and tracing, that chapter 06's max-pooling drops the mask
-        warnings.filterwarnings("ignore", message=".*does not support masking.*")
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)  # safe_mode: refuses stored Python lambdas
+    import bigmodel_utils.models.pooling  # noqa: F401  (registers chapter 06's masked max-pooling, for loading)
+
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)  # safe_mode: refuses stored Python lambdas
     metrics_file = path.with_suffix(".metrics.json")
     if metrics is None:
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
@@ -183,9 +182,7 @@ def load_served_model(path: str | Path, kind: str, name: str | None = None, max_
                            {"instances": f"list of 1 to {max_batch} images, each {h} lists of {w} numbers in [0, 1]"},
                            metrics, path.name)
     graph = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, 1), tf.string)])
-    with warnings.catch_warnings():  # Keras notes, on tracing, that chapter 06's max-pooling layer drops the padding mask
-        warnings.filterwarnings("ignore", message=".*does not support masking.*")
-        graph(tf.constant([["好"]]))
+    graph(tf.constant([["好"]]))  # trace once, now
 
     def predict(batch):
         p = graph(tf.constant(batch.astype(str))).numpy().reshape(-1)
