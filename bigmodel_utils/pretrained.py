@@ -104,17 +104,28 @@ def wordpiece_tokenizer(folder: str | Path | None = None):
     return _keras_hub().tokenizers.WordPieceTokenizer(vocabulary=str(folder / "vocab.txt"), lowercase=True, strip_accents=True)
 
 
-def encode_wordpiece(tokenizer, texts, max_length: int = 128, truncate: bool = True) -> np.ndarray:
+#: sentence-transformers cuts all-MiniLM-L6-v2's inputs at 256 word pieces, [CLS] and [SEP] included (the
+#: ``max_seq_length`` of the checkpoint's ``sentence_bert_config.json``; a test checks the two agree). The model
+#: itself has 512 positions; it was trained on inputs of at most 128.
+MINILM_MAX_LENGTH = 256
+
+
+def encode_wordpiece(tokenizer, texts, max_length: int = MINILM_MAX_LENGTH, truncate: bool = True,
+                     positions: int | None = None) -> np.ndarray:
     """``[CLS] word pieces [SEP]``, padded with 0 to the longest row: an (n, <= max_length) int32 array.
 
-    BERT models have a fixed number of positions (512 for MiniLM), and sentence-transformers cuts
-    all-MiniLM-L6-v2's inputs at 256 word pieces. A text with more than ``max_length - 2`` pieces is cut
-    to its first ones (``truncate=True``, as sentence-transformers does) or is an error (``truncate=False``).
+    A text with more than ``max_length - 2`` pieces is cut to its first ones (``truncate=True``) or is an error
+    (``truncate=False``). The default, 256, is where sentence-transformers cuts all-MiniLM-L6-v2's inputs, so
+    that the embeddings of long texts equal theirs. ``positions``, the model's position table (512 for MiniLM),
+    if given, is the largest ``max_length`` allowed.
     """
     if isinstance(texts, str):
         raise TypeError("encode_wordpiece takes a list of texts; wrap a single text in a list")
     if max_length < 3:
         raise ValueError(f"max_length must be at least 3, got {max_length}")
+    if positions is not None and max_length > positions:
+        raise ValueError(f"max_length={max_length} is more than the {positions} positions the model has: "
+                         f"pass max_length={positions} or less (sentence-transformers uses {MINILM_MAX_LENGTH})")
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     rows = []
     for i, text in enumerate(texts):
@@ -131,13 +142,19 @@ def encode_wordpiece(tokenizer, texts, max_length: int = 128, truncate: bool = T
     return np.array([r + [0] * (width - len(r)) for r in rows], dtype=np.int32).reshape(len(rows), width)
 
 
-def embed_sentences(model, tokenizer, texts, max_length: int = 128, batch_size: int = 64) -> np.ndarray:
+def embed_sentences(model, tokenizer, texts, max_length: int = MINILM_MAX_LENGTH, batch_size: int = 64) -> np.ndarray:
     """Unit-length sentence embeddings (mean pooling) of ``texts`` with a loaded MiniLM, in batches.
 
+    Texts longer than ``max_length`` word pieces are cut, by default where sentence-transformers cuts them
+    (:data:`MINILM_MAX_LENGTH`); a ``max_length`` above the model's position table is refused with a ValueError.
     Texts are sorted by length first so that each batch pads only to its own longest text.
     """
     import keras
 
+    positions = model.get_layer("embeddings").max_length
+    if max_length > positions:
+        raise ValueError(f"max_length={max_length} is more than the {positions} positions {model.name} has: "
+                         f"pass max_length={positions} or less (sentence-transformers uses {MINILM_MAX_LENGTH})")
     texts = list(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), model.output_shape[-1]), dtype=np.float32)

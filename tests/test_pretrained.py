@@ -80,6 +80,25 @@ def test_wordpiece_long_text_truncates_or_errors(folder):
         encode_wordpiece(tokenizer, "one text")
 
 
+def test_default_length_is_sentence_transformers_and_too_long_is_refused(folder):
+    import json
+
+    from bigmodel_utils.pretrained import MINILM_MAX_LENGTH, embed_sentences
+
+    shipped = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert MINILM_MAX_LENGTH == shipped == 256
+    tokenizer = wordpiece_tokenizer(folder)
+    long_text = "the quick brown fox jumps over the lazy dog " * 60  # 540 word pieces
+    assert encode_wordpiece(tokenizer, [long_text]).shape == (1, 256)
+    with pytest.raises(ValueError, match="more than the 512 positions"):
+        encode_wordpiece(tokenizer, [long_text], max_length=600, positions=512)
+    model, _ = load_minilm(folder)
+    with pytest.raises(ValueError, match="more than the 512 positions minilm has: pass max_length=512 or less"):
+        embed_sentences(model, tokenizer, [long_text], max_length=600)
+    with pytest.raises(ValueError, match="542 tokens do not fit the 512 positions"):
+        model(encode_wordpiece(tokenizer, [long_text], max_length=10_000))
+
+
 def test_missing_keras_hub_is_a_clear_error(monkeypatch, folder):
     import sys
 

@@ -47,6 +47,9 @@ class PositionalEmbedding(keras.layers.Layer):
 
     def call(self, token_ids, token_types=None):
         length = keras.ops.shape(token_ids)[-1]
+        if isinstance(length, int) and length > self.max_length:  # known now (eager or a fixed shape): say so plainly
+            raise ValueError(f"{length} tokens do not fit the {self.max_length} positions of {self.name}: "
+                             f"cut or split the input to at most {self.max_length} tokens")
         x = self.tokens(token_ids) + self.positions(keras.ops.arange(length))[None]
         if self.types is not None:
             types = keras.ops.zeros_like(token_ids) if token_types is None else token_types
