@@ -7,6 +7,8 @@ training compute (≈ 6·N·D floating-point operations for N parameters and D t
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int4": 0.5}
@@ -48,13 +50,15 @@ def embedding_params(vocab_size: int, dim: int) -> int:
 
 
 def lstm_params(n_in: int, units: int) -> int:
-    """An LSTM layer: four gates, each with input weights, recurrent weights and a bias."""
+    """An LSTM layer: three gates (input, forget, output) and a candidate cell value, so four blocks of weights,
+    each with input weights, recurrent weights and a bias."""
     _positive(n_in=n_in, units=units)
     return 4 * (n_in * units + units * units + units)
 
 
 def gru_params(n_in: int, units: int, reset_after: bool = True) -> int:
-    """A GRU layer (Keras's default ``reset_after=True`` keeps two bias vectors per gate)."""
+    """A GRU layer: two gates (update, reset) and a candidate, so three blocks of weights, each with input weights,
+    recurrent weights and a bias (two bias vectors each with Keras's default ``reset_after=True``)."""
     _positive(n_in=n_in, units=units)
     return 3 * (n_in * units + units * units + units * (2 if reset_after else 1))
 
@@ -187,17 +191,59 @@ def training_flops(n_params: int | float, n_tokens: int | float) -> float:
     return 6.0 * n_params * n_tokens
 
 
-def training_flops_per_token(n_matmul_params: int | float, n_layers: int, context: int, d_model: int) -> float:
+def training_flops_per_token(n_matmul_params: int | float, n_layers: int, context: int, d_model: int,
+                             causal: bool = True) -> float:
     """Training FLOPs per token of a Transformer, attention included (Kaplan et al. 2020, Table 1, times 3).
 
-    The forward pass costs ``2·N`` for the weights that multiply (``N`` without the embedding lookups) plus
-    ``2·n_layers·context·d_model`` for the attention scores and the weighted sum of the values, which grow
-    with the context; the backward pass costs twice the forward. Chapter 13 uses it for model FLOPs utilisation.
+    The forward pass costs ``2·N`` for the weights that multiply (``N`` without the embedding lookups) plus, per
+    layer, the attention scores ``Q·Kᵀ`` and the weighted sum of the values, which grow with the context: each
+    ``2·context·d_model`` for a token that attends to the whole context (``causal=False``, BERT), half that on
+    average for a causal model, whose token attends only to those before it (Kaplan's ``2·n_layers·context·d_model``
+    in all). The backward pass costs twice the forward. Chapter 01 checks it against XLA's count of a compiled
+    training step (:func:`xla_flops`); chapter 13 uses it for model FLOPs utilisation.
     """
     _positive(n_layers=n_layers, context=context, d_model=d_model)
     if n_matmul_params < 0:
         raise ValueError(f"n_matmul_params must be non-negative, got {n_matmul_params}")
-    return 6.0 * n_matmul_params + 6.0 * n_layers * context * d_model
+    attention = 2.0 * n_layers * context * d_model * (1 if causal else 2)
+    return 3.0 * (2.0 * n_matmul_params + attention)
+
+
+_HLO_DOT = re.compile(r"=\s*\w+\[([\d,]*)\][^=]*?\sdot\(\w+\[([\d,]*)\]")
+_HLO_CONTRACT = re.compile(r"lhs_contracting_dims=\{([\d,]*)\}")
+
+
+def hlo_dot_flops(hlo: str) -> float:
+    """The FLOPs of every matrix product (``dot``) in XLA's HLO text: 2 x output elements x contracted size."""
+    total = 0.0
+    for line in hlo.splitlines():
+        if " dot(" not in line:
+            continue
+        shapes, contract = _HLO_DOT.search(line), _HLO_CONTRACT.search(line)
+        if shapes is None or contract is None:
+            raise ValueError(f"cannot read this HLO dot instruction: {line.strip()[:200]}")
+        out = [int(d) for d in shapes.group(1).split(",") if d]
+        lhs = [int(d) for d in shapes.group(2).split(",") if d]
+        k = math.prod(lhs[int(i)] for i in contract.group(1).split(",") if i)
+        total += 2.0 * math.prod(out) * k
+    return total
+
+
+def xla_flops(function, *args) -> float:
+    """FLOPs of one call of ``function(*args)`` (tensors in, tensors out), counted by XLA: the function is compiled
+    with ``tf.function(jit_compile=True)`` and every matrix product of its HLO program is counted
+    (:func:`hlo_dot_flops`). Element-wise work (activations, softmax, normalisation, the optimizer's update) is
+    not counted: it is a few FLOPs per element, not per parameter. Chapter 01 uses it to check ``6·N·D``."""
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    compiled = tf.function(function, jit_compile=True)
+    hlo = compiled.experimental_get_compiler_ir(*args)(stage="hlo")
+    if " convolution(" in hlo:
+        raise ValueError("the function holds a convolution: xla_flops counts matrix products only")
+    return hlo_dot_flops(hlo)
 
 
 def kv_cache_bytes(layers: int, heads: int, head_size: int, positions: int, batch: int = 1, bytes_per_value: int = 4) -> int:

@@ -50,6 +50,9 @@ def test_memory_and_compute():
     assert per_token - 6 * 174.6e9 == pytest.approx(6 * 96 * 2048 * 12288) and 0.01 < per_token / (6 * 174.6e9) - 1 < 0.02
     with pytest.raises(ValueError):
         scale.training_flops_per_token(1, 0, 1, 1)
+    # a token that attends to the whole context costs twice the attention FLOPs of a causal one
+    full = scale.training_flops_per_token(174.6e9, 96, 2048, 12288, causal=False)
+    assert full - 6 * 174.6e9 == pytest.approx(2 * (per_token - 6 * 174.6e9))
     assert scale.human_bytes(1536) == "1.50 KiB" and scale.human_bytes(10) == "10 B"
 
 
@@ -240,3 +243,50 @@ def test_matmul_gflops_measures_something_sane():
     assert 0.01 < rate < 1e6  # GFLOP/s: a CPU does tens to hundreds, a GPU up to ~1e3-1e5
     with pytest.raises(ValueError):
         scale.matmul_gflops(0)
+
+
+def test_xla_counts_a_matrix_product_exactly():
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    dense = keras.layers.Dense(16)
+    x = tf.ones((8, 32))
+    dense(x)
+    assert scale.xla_flops(lambda x: dense(x), x) == 2 * 8 * 32 * 16
+    hlo = "%d = f32[2,4,10,8]{3,2,1,0} dot(f32[2,4,10,10]{3,2,1,0} %a, f32[2,10,4,8]{3,2,1,0} %b), lhs_contracting_dims={3}"
+    assert scale.hlo_dot_flops(hlo) == 2 * (2 * 4 * 10 * 8) * 10
+    with pytest.raises(ValueError, match="cannot read"):
+        scale.hlo_dot_flops("%d = dot(something unexpected)")
+
+
+def test_xla_confirms_6n_plus_attention_for_a_transformer_training_step():
+    """Chapter 01's check, small: XLA's count of one training step of an encoder = 6N + the attention term."""
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    from bigmodel_utils.models.transformer import TransformerEncoderBlock
+
+    vocab, ctx, d, layers, batch = 50, 32, 64, 2, 4
+    ids = keras.Input((ctx,), dtype="int32")
+    h = keras.layers.Embedding(vocab, d)(ids)
+    for _ in range(layers):
+        h = TransformerEncoderBlock(d, 4, 4 * d, dropout=0.0)(h)
+    model = keras.Model(ids, keras.layers.Dense(vocab)(h))
+    x = tf.random.uniform((batch, ctx), 0, vocab, dtype=tf.int32)
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(x, model(x), from_logits=True)
+        return tape.gradient(loss, model.trainable_variables)
+
+    n = model.count_params() - vocab * d  # the embedding lookup multiplies nothing
+    counted = scale.xla_flops(step, x) / (batch * ctx)
+    expected = scale.training_flops_per_token(n, layers, ctx, d, causal=False)
+    # the first layer needs no gradient of its input: XLA counts a little less than 6N + attention
+    assert 0.93 < counted / expected <= 1.0, counted / expected
