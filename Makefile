@@ -2,7 +2,11 @@
 #   make lab    build .venv if needed, then open the book in JupyterLab
 #   make test   build .venv if needed, then run every test and every notebook (SMOKE mode)
 #               (and install headless Chromium for the page's browser test where this user may: see 'browser')
-#   make book   execute every chapter in FULL mode into _build/ (notebooks, HTML, summary table)
+#   make book   execute every chapter in FULL mode into _build/ (notebooks, HTML, summary table) and write
+#               each passing chapter's entry in the results ledger, results/NN_slug.json (commit it)
+#               make book CHAPTERS="07 13" runs some; make book STALE=1 runs those whose ledger entry is out of date
+#   make stale  list the chapters whose code, helper modules or locks changed since their ledger entry
+#   make readme write the README's chapter table from the ledger
 #   make serve  serve the saved digits and review models at http://127.0.0.1:8000/ (waitress)
 #   make clean  remove .venv, _build/ and caches (downloaded data stays in the cache folder)
 #   make lock   re-resolve the dependencies of pyproject.toml into requirements.lock
@@ -17,10 +21,11 @@ LAB_ARGS ?=
 # JupyterLab refuses to start as root (as in many containers and CI) unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 CHAPTERS ?=
+STALE ?=
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
 
-.PHONY: lab test book serve browser clean lock env
+.PHONY: lab test book stale readme serve browser clean lock env
 
 # Rebuild .venv from scratch when it is missing or when a lock file changed since it was built.
 $(STAMP): $(LOCKS)
@@ -59,7 +64,13 @@ browser:
 	else echo "note: no headless Chromium here and no permission to install it: the browser test will be skipped"; fi
 
 book: $(STAMP)
-	$(BIN)/python -m bigmodel_utils.book run $(CHAPTERS)
+	$(BIN)/python -m bigmodel_utils.book run $(if $(STALE),--stale,) $(CHAPTERS)
+
+stale: $(STAMP)
+	$(BIN)/python -m bigmodel_utils.book stale
+
+readme: $(STAMP)
+	$(BIN)/python -m bigmodel_utils.book readme
 
 serve: $(STAMP)
 	$(BIN)/python -m bigmodel_utils.serving $(SERVE_ARGS)

@@ -8,6 +8,10 @@ each chapter's wall time and the key results it recorded with :func:`record`::
 
     from bigmodel_utils.book import record
     record("test_accuracy", acc)   # in a chapter: shows up in the summary table
+
+A successful FULL run of a chapter also writes its entry in the results ledger (``results/NN_slug.json``,
+:mod:`bigmodel_utils.ledger`), from which ``python -m bigmodel_utils.book readme`` generates the README's table;
+``python -m bigmodel_utils.book stale`` lists the chapters whose code, helpers or locks changed since their entry.
 """
 
 from __future__ import annotations
@@ -66,6 +70,57 @@ def record(key: str, value: Any) -> Any:
     return value
 
 
+def key_results(text: str) -> str:
+    """A chapter's key results in one line, built from the values it just computed: printed, and recorded for
+    the README's chapter table (which ``python -m bigmodel_utils.book readme`` generates from the ledger)."""
+    from bigmodel_utils.ledger import KEY_RESULTS
+
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("key_results() needs a one-line sentence built from the chapter's results")
+    if "\n" in text or "|" in text:
+        raise ValueError("key_results() goes into a Markdown table: one line, no '|'")
+    print(text)
+    return record(KEY_RESULTS, text)
+
+
+def modules_file(results_file: str | Path) -> Path:
+    """Where the runner's kernel lists the ``bigmodel_utils`` modules it imported: beside its results file."""
+    results_file = Path(results_file)
+    return results_file.with_name(results_file.name.replace(".results.json", "") + ".modules.json")
+
+
+_tracking: list[Any] = []
+
+
+def track_modules() -> None:
+    """Under the runner (``$BIGMODEL_RESULTS`` set, inside IPython): after every cell, write the files of the
+    ``bigmodel_utils`` modules the kernel has imported so far, so that the ledger knows which helpers a chapter
+    really used. ``setup_notebook()`` calls it; elsewhere it does nothing."""
+    path = os.environ.get(RESULTS_ENV)
+    if not path or _tracking:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    target = modules_file(path)
+
+    def dump(*_: Any) -> None:
+        files = sorted({str(Path(m.__file__).resolve()) for name, m in list(sys.modules.items())
+                        if (name == "bigmodel_utils" or name.startswith("bigmodel_utils."))
+                        and getattr(m, "__file__", None)})
+        tmp = target.with_suffix(".part")
+        tmp.write_text(json.dumps(files, indent=0), encoding="utf-8")
+        tmp.replace(target)
+
+    shell.events.register("post_run_cell", dump)
+    _tracking.append(dump)
+    dump()
+
+
 # --- finding chapters ---------------------------------------------------------------------------
 
 
@@ -114,6 +169,7 @@ class ChapterResult:
     error: str | None = None
     failing_cell: int | None = None
     output: str | None = None
+    modules: list[str] | None = None  # the bigmodel_utils files the kernel imported (None: not known)
 
     def describe(self) -> str:
         if self.ok:
@@ -190,7 +246,7 @@ def run_notebook(
     output_dir.mkdir(parents=True, exist_ok=True)
     out_nb = output_dir / path.name
     results_file = output_dir / f"{path.stem}.results.json"
-    for stale in (out_nb, results_file):
+    for stale in (out_nb, results_file, modules_file(results_file)):
         stale.unlink(missing_ok=True)
 
     params = {"SMOKE": bool(smoke), **(parameters or {})}
@@ -212,6 +268,7 @@ def run_notebook(
     seconds = time.perf_counter() - start
 
     results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
+    modules = json.loads(modules_file(results_file).read_text(encoding="utf-8")) if modules_file(results_file).exists() else None
     name = path.stem if path.parent.name != "solutions" else f"solutions/{path.stem}"
     if timed_out:
         cell, _ = _first_error(out_nb)
@@ -223,7 +280,7 @@ def run_notebook(
             tail = [line for line in (output or "").strip().splitlines() if line.strip()][-1:] or ["no output"]
             err = f"papermill exited with status {proc.returncode}: {tail[0]}"
         return ChapterResult(name, str(path), False, seconds, smoke, results, err, cell, output)
-    return ChapterResult(name, str(path), True, seconds, smoke, results, output=output)
+    return ChapterResult(name, str(path), True, seconds, smoke, results, output=output, modules=modules)
 
 
 # --- HTML, summary, index ---------------------------------------------------------------------------
@@ -278,6 +335,7 @@ def write_summary(results: list[ChapterResult], build_dir: str | Path = BUILD_DI
     for r in results:
         row = asdict(r)
         row.pop("output", None)
+        row.pop("modules", None)
         row["title"] = _title(Path(r.path))
         row["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         rows[r.name] = row
@@ -349,14 +407,22 @@ def run_book(
     timeout: float | None = None,
     build_dir: str | Path = BUILD_DIR,
     html: bool = True,
+    ledger_dir: str | Path | None = None,
 ) -> list[ChapterResult]:
-    """Run ``chapters`` one after another, printing a progress line for each; never stops early."""
+    """Run ``chapters`` one after another, printing a progress line for each; never stops early.
+
+    A chapter that passes in FULL mode gets its entry in the results ledger: ``ledger_dir`` if given (every
+    chapter, solutions excepted), else ``results/`` for the book's own chapters only.
+    """
+    from bigmodel_utils import ledger
+
     build_dir = Path(build_dir)
     results = []
     for i, path in enumerate(chapters, 1):
         sub = "solutions" if path.parent.name == "solutions" else "notebooks"
         label = f"[{i}/{len(chapters)}] {'solutions/' if sub == 'solutions' else ''}{path.stem}"
         print(f"{label} ... running ({'smoke' if smoke else 'full'})", flush=True)
+        code_before = ledger.code_sha256(path)
         r = run_notebook(path, build_dir / sub, smoke=smoke, timeout=timeout)
         if html and (build_dir / sub / path.name).exists():
             try:
@@ -365,6 +431,17 @@ def run_book(
             except Exception as exc:  # noqa: BLE001 - a rendering problem must not hide the run's result
                 print(f"    (HTML rendering failed: {exc})")
         print(f"{label} ... {r.describe()}", flush=True)
+        in_ledger = sub == "notebooks" and (ledger_dir is not None or path.parent == CHAPTERS_DIR)
+        if r.ok and not smoke and in_ledger:
+            try:
+                entry = ledger.make_entry(path, build_dir / sub / path.name, r.seconds, r.results, r.modules)
+                if entry["code_sha256"] != code_before:
+                    raise ValueError(f"{path.name}'s code changed while it ran: run it again")
+                written = ledger.write_entry(entry, Path(ledger_dir) if ledger_dir is not None else ledger.RESULTS_DIR)
+                print(f"{label} ... ledger entry {written}", flush=True)
+            except ValueError as exc:
+                r.ok, r.error = False, f"not written to the ledger: {exc}"
+                print(f"{label} ... {r.describe()}", flush=True)
         results.append(r)
     return results
 
@@ -381,12 +458,36 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default 1800 full, 900 smoke)")
     run.add_argument("--build-dir", default=str(BUILD_DIR), help="output folder (default _build/)")
     run.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
+    run.add_argument("--stale", action="store_true",
+                     help="run only the chapters whose code, helper modules or locks changed since their ledger entry")
+    stale = sub.add_parser("stale", help="list the chapters whose ledger entry is missing or out of date, and why")
+    stale.add_argument("chapters", nargs="*", metavar="CHAPTER", help="numbers ('03'), names or paths; default: all")
+    readme = sub.add_parser("readme", help="write the README's chapter table from the ledger (results/)")
+    readme.add_argument("--check", action="store_true", help="only check that the README's table equals the ledger")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        return _readme_command(args.check)
     try:
-        chapters = resolve_chapters(args.chapters, include_solutions=args.solutions)
+        chapters = resolve_chapters(args.chapters, include_solutions=getattr(args, "solutions", False))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "stale" or args.stale:
+        from bigmodel_utils.ledger import stale_reasons
+
+        reasons = {p: stale_reasons(p) for p in chapters if p.parent == CHAPTERS_DIR}
+        chapters = [p for p, why in reasons.items() if why]
+        for p in chapters:
+            print(f"{p.stem}: {'; '.join(reasons[p])}")
+        if args.command == "stale":
+            if chapters:
+                print(f"\n{len(chapters)} chapter(s) to run in FULL mode: make book CHAPTERS=\"{' '.join(p.stem[:2] for p in chapters)}\"")
+            else:
+                print("every chapter's ledger entry is up to date")
+            return 1 if chapters else 0
+        if not chapters:
+            print("every chapter's ledger entry is up to date: nothing to run")
+            return 0
     if not chapters:
         print("error: no chapters found in chapters/", file=sys.stderr)
         return 2
@@ -397,6 +498,25 @@ def main(argv: list[str] | None = None) -> int:
     for r in failed:
         print(f"FAILED {r.name}: {r.describe()}")
     return 1 if failed else 0
+
+
+def _readme_command(check: bool) -> int:
+    from bigmodel_utils.ledger import LedgerError, readme_is_current, update_readme
+
+    try:
+        if check:
+            if readme_is_current():
+                print("README.md's chapter table equals the ledger")
+                return 0
+            print("README.md's chapter table differs from the ledger: run `python -m bigmodel_utils.book readme`",
+                  file=sys.stderr)
+            return 1
+        changed = update_readme()
+    except (LedgerError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("README.md's chapter table " + ("rewritten from the ledger" if changed else "already equals the ledger"))
+    return 0
 
 
 if __name__ == "__main__":

@@ -201,6 +201,9 @@ def setup_notebook(
         np.random.seed(seed)
         deterministic = False
     plot_defaults()
+    from bigmodel_utils.book import track_modules
+
+    track_modules()  # under the book's runner only: which helpers this chapter used, for the results ledger
     settings = NotebookSettings(seed=seed, smoke=smoke, deterministic=deterministic)
     if verbose:
         print(settings)
