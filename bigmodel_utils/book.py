@@ -462,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="run only the chapters whose code, helper modules or locks changed since their ledger entry")
     stale = sub.add_parser("stale", help="list the chapters whose ledger entry is missing or out of date, and why")
     stale.add_argument("chapters", nargs="*", metavar="CHAPTER", help="numbers ('03'), names or paths; default: all")
+    numbers = sub.add_parser("numbers", help="list every number in the chapters' Markdown, for checking that each "
+                             "is a set-up constant, a cited figure or a value a cell prints or asserts")
+    numbers.add_argument("chapters", nargs="*", metavar="CHAPTER", help="numbers ('03'), names or paths; default: all")
     readme = sub.add_parser("readme", help="write the README's chapter table from the ledger (results/)")
     readme.add_argument("--check", action="store_true", help="only check that the README's table equals the ledger")
     args = parser.parse_args(argv)
@@ -472,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "numbers":
+        from bigmodel_utils.ledger import prose_numbers
+
+        for p in chapters:
+            for cell, number, sentence in prose_numbers(p):
+                print(f"{p.stem[:2]} cell {cell:3d}  {number:>12}  {sentence}")
+        return 0
     if args.command == "stale" or args.stale:
         from bigmodel_utils.ledger import stale_reasons
 

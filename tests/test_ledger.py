@@ -169,3 +169,12 @@ def test_key_results_is_one_table_cell(monkeypatch):
 def test_static_imports_follow_the_package():
     files = {p.relative_to(REPO_ROOT).as_posix() for p in ledger.imported_modules(REPO_ROOT / "chapters" / "07_transformers_bert.ipynb")}
     assert {"bigmodel_utils/models/bert.py", "bigmodel_utils/notebook.py", "bigmodel_utils/__init__.py"} <= files
+
+
+def test_prose_numbers_lists_numbers_outside_code_maths_and_references(tmp_path):
+    nb = _notebook(tmp_path / "91_n.ipynb", "x = 5",
+                   prose="## 2. A section\nThe CNN reaches 0.93 here, 2.5× faster (chapter 05, article 000 §3.2). "
+                         "Its cost is `x = 7` or $12 L d^2$, see **05.1**.")
+    found = ledger.prose_numbers(nb)
+    assert [(n, s.split(",")[0]) for _, n, s in found] == [("0.93", "The CNN reaches 0.93 here"), ("2.5×", "The CNN reaches 0.93 here")]
+    assert {cell for cell, _, _ in found} == {2}
