@@ -70,7 +70,7 @@ def record(key: str, value: Any) -> Any:
     return value
 
 
-def key_results(text: str) -> str:
+def key_results(text: str) -> None:
     """A chapter's key results in one line, built from the values it just computed: printed, and recorded for
     the README's chapter table (which ``python -m bigmodel_utils.book readme`` generates from the ledger)."""
     from bigmodel_utils.ledger import KEY_RESULTS
@@ -80,7 +80,7 @@ def key_results(text: str) -> str:
     if "\n" in text or "|" in text:
         raise ValueError("key_results() goes into a Markdown table: one line, no '|'")
     print(text)
-    return record(KEY_RESULTS, text)
+    record(KEY_RESULTS, text)  # returns nothing, so that a notebook does not show the line twice
 
 
 def modules_file(results_file: str | Path) -> Path:
