@@ -134,7 +134,7 @@ def _ex_01_1(answer: Any) -> None:
     if int(answer) != answer:
         raise Wrong("a parameter count is a whole number.")
     if int(answer) != lstm_params(32, 16):
-        raise Wrong(f"{int(answer):,} is not the count; did you forget a block (three gates and the candidate), the recurrent weights or the bias?")
+        raise Wrong(f"{int(answer):,} is not the count; an LSTM has three gates and a candidate: did you forget a block, the recurrent weights or the bias?")
 
 
 @exercise("01.2", hint="Adam training keeps weights, gradients and two moments in float32: 16 bytes a parameter; 1 GiB = 2**30 bytes.")
@@ -328,13 +328,13 @@ def _share_of_long_reviews(answer: Any, split: str, limit: int, what: str) -> No
     _close(value, float((texts.str.len() > limit).mean()), 0.001, what)
 
 
-@exercise("06.2", hint="3 · (inputs · units + units · units + 2 · units): two gates and a candidate, three blocks of weights, "
+@exercise("06.2", hint="3 · (inputs · units + units · units + 2 · units): a GRU has two gates and a candidate, three blocks of weights, "
                         "each with input and recurrent weights and two biases.")
 def _ex_06_2(answer: Any) -> None:
     from bigmodel_utils.scale import gru_params
 
     if int(answer) != answer or int(answer) != gru_params(128, 64):
-        raise Wrong(f"{answer!r} is not the count; with reset_after=True each of the three blocks (two gates and the candidate) has two bias vectors.")
+        raise Wrong(f"{answer!r} is not the count; with reset_after=True each of the GRU's three blocks (two gates and the candidate) has two bias vectors.")
 
 
 # --- chapter 07 -------------------------------------------------------------------------------

@@ -110,3 +110,23 @@ def test_the_keras_2_tokenizer_ban_catches_it_and_spares_the_tokenizers_library(
         assert re.search(pattern, keras_2), keras_2
     for allowed in ("tok = tokenizers.Tokenizer(tokenizers.models.BPE())", "CharTokenizer.fit(texts)", "CharTokenizer(v)"):
         assert not re.search(pattern, allowed), allowed
+
+
+def test_gate_counts_agree_across_the_book():
+    """One count everywhere: an LSTM has three gates and a candidate (four blocks of weights), a GRU two gates and a
+    candidate (three blocks). Chapters 01 and 06 and exercise 06.2 once disagreed."""
+    want = {"LSTM": "three", "GRU": "two"}
+    sources = {p: "\n".join(c.source for c in nbformat.read(p, as_version=4).cells) for p in NOTEBOOKS}
+    sources.update({p: p.read_text(encoding="utf-8") for p in (REPO_ROOT / "bigmodel_utils").rglob("*.py")})
+    sources[REPO_ROOT / "data" / "glossary.csv"] = (REPO_ROOT / "data" / "glossary.csv").read_text(encoding="utf-8")
+    checked = 0
+    for path, text in sources.items():
+        for m in re.finditer(r"\b(two|three|four|five) gates\b", text):
+            before = text[max(0, m.start() - 200):m.start()]
+            named = [(before.rfind(k), k) for k in want if k in before]
+            assert named, f"{path.name}: {text[m.start() - 60:m.end()]!r} does not say which cell it counts"
+            kind = max(named)[1]  # the cell named last before the count
+            assert m.group(1) == want[kind], (
+                f"{path.name}: {text[m.start() - 80:m.end() + 20]!r}: the book counts {want[kind]} gates (and a candidate) for the {kind}")
+            checked += 1
+    assert checked >= 4, "the chapters state the gate counts (01, 06, exercise 06.2)"
