@@ -79,6 +79,10 @@ def key_results(text: str) -> None:
         raise ValueError("key_results() needs a one-line sentence built from the chapter's results")
     if "\n" in text or "|" in text:
         raise ValueError("key_results() goes into a Markdown table: one line, no '|'")
+    import re
+
+    text = re.sub(r"(?<![\d.])0(?:\.0*)?e[+-]0+(?![\d.])", "0", text)  # Python writes 0e+00 for zero
+    text = re.sub(r"(\d)e([+-])0+(\d)", r"\1e\2\3", text)  # Python writes 5e-07; a reader writes 5e-7
     print(text)
     record(KEY_RESULTS, text)  # returns nothing, so that a notebook does not show the line twice
 

@@ -161,6 +161,8 @@ def test_time_cell():
 def test_key_results_is_one_table_cell(monkeypatch, capsys):
     monkeypatch.delenv("BIGMODEL_RESULTS", raising=False)
     assert key_results("accuracy 0.98") is None and capsys.readouterr().out == "accuracy 0.98\n"
+    key_results(f"ONNX = Keras to {5e-7:.0e}, {3e-10:.0e}, {2e12:.0e}, {0.0:.0e}, {0.0:.1e}, {1e-10:.1e}")
+    assert capsys.readouterr().out == "ONNX = Keras to 5e-7, 3e-10, 2e+12, 0, 0, 1.0e-10\n"
     for bad in ("", "a | b", "two\nlines", 3):
         with pytest.raises(ValueError):
             key_results(bad)

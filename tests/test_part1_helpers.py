@@ -288,5 +288,7 @@ def test_xla_confirms_6n_plus_attention_for_a_transformer_training_step():
     n = model.count_params() - vocab * d  # the embedding lookup multiplies nothing
     counted = scale.xla_flops(step, x) / (batch * ctx)
     expected = scale.training_flops_per_token(n, layers, ctx, d, causal=False)
-    # the first layer needs no gradient of its input: XLA counts a little less than 6N + attention
-    assert 0.93 < counted / expected <= 1.0, counted / expected
+    assert 0.98 < counted / expected <= 1.0, counted / expected  # N also counts biases and norms, which add, not multiply
+    matrices = sum(int(np.prod(v.shape)) for v in model.trainable_variables if len(v.shape) >= 2) - vocab * d
+    # with N the weight matrices only, the formula is within half a percent of what XLA counts (0.9965 here)
+    assert 0.995 < counted / scale.training_flops_per_token(matrices, layers, ctx, d, causal=False) <= 1.0
