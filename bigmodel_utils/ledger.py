@@ -30,12 +30,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bigmodel_utils.paths import CHAPTERS_DIR, LOCK_PATH, NODEPS_LOCK_PATH, REPO_ROOT
+from bigmodel_utils.paths import LOCK_PATH, NODEPS_LOCK_PATH, REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "results"
 PACKAGE = "bigmodel_utils"
 PACKAGE_DIR = REPO_ROOT / PACKAGE
 LEDGER_VERSION = 1
+#: The runner's own bookkeeping (record(), key_results(), this ledger): every chapter imports it, none computes a
+#: result with it, so a change to it makes no chapter stale.
+BOOKKEEPING = frozenset({f"{PACKAGE}/book.py", f"{PACKAGE}/ledger.py"})
 
 
 # --- what a chapter is made of ---------------------------------------------------------------------------
@@ -57,6 +60,18 @@ def _source(cell: dict) -> str:
 def code_sources(path: str | Path) -> list[str]:
     """The source of every code cell of a notebook, in order."""
     return [_source(c) for c in _cells(path) if c.get("cell_type") == "code"]
+
+
+def _code_trees(path: str | Path) -> list[ast.Module]:
+    """The syntax tree of each code cell (IPython magics and shell lines left out; a cell that is not Python
+    skipped)."""
+    trees = []
+    for source in code_sources(path):
+        try:
+            trees.append(ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!")))))
+        except SyntaxError:
+            continue
+    return trees
 
 
 def code_sha256(path: str | Path) -> str:
@@ -101,13 +116,7 @@ def _module_file(name: str, package_dir: Path) -> Path | None:
 def imported_modules(path: str | Path, package_dir: Path = PACKAGE_DIR) -> list[Path]:
     """The files of every ``bigmodel_utils`` module a notebook imports, directly or through other modules
     (and the ``__init__.py`` of each package on the way), sorted. Imports inside functions count too."""
-    tree = ast.Module(body=[], type_ignores=[])
-    for source in code_sources(path):
-        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]  # IPython magics
-        try:
-            tree.body.extend(ast.parse("\n".join(lines)).body)
-        except SyntaxError:
-            continue
+    tree = ast.Module(body=[stmt for cell in _code_trees(path) for stmt in cell.body], type_ignores=[])
     todo = sorted(_imports(tree))
     seen: dict[str, Path] = {}
     while todo:
@@ -137,8 +146,9 @@ def module_hashes(files: list[str | Path], package_dir: Path = PACKAGE_DIR) -> d
     root = package_dir.resolve().parent
     out = {}
     for f in sorted(Path(f).resolve() for f in files):
-        if f.is_relative_to(package_dir.resolve()) and f.is_file():
-            out[f.relative_to(root).as_posix()] = _sha256_file(f)
+        name = f.relative_to(root).as_posix() if f.is_relative_to(root) else None
+        if f.is_relative_to(package_dir.resolve()) and f.is_file() and name not in BOOKKEEPING:
+            out[name] = _sha256_file(f)
     return out
 
 
@@ -185,11 +195,7 @@ def count_assertions(path: str | Path) -> dict[str, int]:
     """How many ``assert`` statements a notebook's code has, and how many run in FULL mode only
     (inside an ``if not SMOKE:`` block)."""
     total = full_only = 0
-    for source in code_sources(path):
-        try:
-            tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-        except SyntaxError:
-            continue
+    for tree in _code_trees(path):
         full_blocks = [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test).replace(" ", "") == "notSMOKE"]
         inside = {id(a) for block in full_blocks for stmt in block.body for a in ast.walk(stmt) if isinstance(a, ast.Assert)}
         asserts = [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
@@ -296,7 +302,7 @@ def stale_reasons(notebook: str | Path, results_dir: Path = RESULTS_DIR, package
     reasons = []
     if entry["code_sha256"] != code_sha256(notebook):
         reasons.append("its code cells changed")
-    then = entry.get("modules", {})
+    then = {name: h for name, h in entry.get("modules", {}).items() if name not in BOOKKEEPING}
     now = _current_hashes(sorted(then), package_dir)
     changed = sorted(m for m in then if now.get(m) != then.get(m))
     if changed:
@@ -309,8 +315,10 @@ def stale_reasons(notebook: str | Path, results_dir: Path = RESULTS_DIR, package
 
 
 def chapters() -> list[Path]:
-    """The chapter notebooks (not the solutions), in order."""
-    return sorted(CHAPTERS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """The chapter notebooks (not the solutions), in order: the book's runner's list."""
+    from bigmodel_utils.book import chapter_paths
+
+    return chapter_paths()
 
 
 # --- numbers in the prose ----------------------------------------------------------------------------------
@@ -346,13 +354,10 @@ KEY_RESULTS = "key results"  # the record() key of a chapter's one-line summary 
 
 
 def _title(notebook: Path) -> str:
-    for cell in _cells(notebook):
-        if cell.get("cell_type") == "markdown":
-            for line in _source(cell).splitlines():
-                if line.startswith("# "):
-                    title = line[2:].strip()
-                    return re.sub(r"^\d\d\s*[·.:-]\s*", "", title)
-    return notebook.stem
+    """The notebook's ``# NN · Title`` heading without its number (the runner reads the heading)."""
+    from bigmodel_utils.book import _title as heading
+
+    return re.sub(r"^\d\d\s*[·.:-]\s*", "", heading(notebook))
 
 
 def _seed_topics(notebook: Path) -> str:

@@ -71,7 +71,7 @@ def test_a_full_run_writes_its_entry(tiny_run):
     assert entry["cells"] == {"code_cells": 4, "ran": 4, "errors": 0, "assertions": 1, "full_mode_only": 1}
     # the helpers the kernel really imported, not every module the package has
     assert "bigmodel_utils/scale.py" in entry["modules"] and "bigmodel_utils/notebook.py" in entry["modules"]
-    assert "bigmodel_utils/models/gpt.py" not in entry["modules"]
+    assert "bigmodel_utils/models/gpt.py" not in entry["modules"] and "bigmodel_utils/ledger.py" not in entry["modules"]
     assert set(entry["locks"]) == {"requirements.lock", "requirements-nodeps.lock"}
     assert entry["machine"]["cores"] >= 1 and entry["date"].endswith("Z")
     assert ledger.check_entry(nb, root / "results") == entry
@@ -122,6 +122,7 @@ def test_stale_names_a_changed_helper_and_a_changed_lock(tiny_run, tmp_path):
     root, nb = tiny_run
     entry = json.loads((root / "results" / "99_tiny.json").read_text())
     entry["modules"]["bigmodel_utils/scale.py"] = "0" * 64
+    entry["modules"]["bigmodel_utils/book.py"] = "0" * 64  # the runner's bookkeeping: computes no result
     entry["locks"]["requirements.lock"] = "0" * 64
     (tmp_path / "99_tiny.json").write_text(json.dumps(entry))
     reasons = ledger.stale_reasons(nb, tmp_path)
