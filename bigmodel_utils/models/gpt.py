@@ -286,42 +286,49 @@ def forward_numpy(weights: dict, ids: np.ndarray, cache: KVCache | None = None) 
 # --- generation ----------------------------------------------------------------------------------------
 
 
-def prompt_ids(tokenizer: CharTokenizer, prompt: str) -> list[int]:
-    """``[SEP]`` (a text begins) and the prompt's characters; unknown characters become ``[UNK]``, with a warning."""
+def prompt_ids(tokenizer: CharTokenizer, prompt: str, prefix=()) -> list[int]:
+    """``[SEP]`` (a text begins), the ``prefix`` ids (control tokens, chapter 14) and the prompt's characters.
+
+    Unknown characters become ``[UNK]``, with a warning that names them.
+    """
     if not isinstance(prompt, str):
         raise TypeError(f"the prompt must be a str, got {type(prompt).__name__}")
     unknown = sorted({c for c in prompt if c not in tokenizer._index})
     if unknown:
         warnings.warn(f"{len(unknown)} character(s) of the prompt are not in the vocabulary and are read as [UNK]: "
                       f"{''.join(unknown)!r}", UserWarning, stacklevel=3)
-    return [tokenizer.sep_id] + [tokenizer._index.get(c, tokenizer.unk_id) for c in prompt]
+    prefix = [int(i) for i in prefix]
+    if any(not 0 <= i < len(tokenizer) for i in prefix):
+        raise ValueError(f"prefix ids must lie in [0, {len(tokenizer)}), got {prefix}")
+    return [tokenizer.sep_id] + prefix + [tokenizer._index.get(c, tokenizer.unk_id) for c in prompt]
 
 
-def generate(weights: dict, tokenizer: CharTokenizer, prompt: str, max_new_tokens: int,
-             pick: Callable = greedy, rng: np.random.Generator | None = None, use_cache: bool = True,
-             stop_at_end: bool = True, return_ids: bool = False):
-    """Continue ``prompt`` by up to ``max_new_tokens`` characters, drawn by ``pick(logits, rng)``; the new text.
+def never_drawn(tokenizer: CharTokenizer) -> list[int]:
+    """The ids a sampler never draws: ``[PAD] [UNK] [CLS] [MASK]`` and any ``[...]`` control token added later."""
+    specials = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.mask_id]
+    added = [i for i, t in enumerate(tokenizer.vocabulary[5:], 5) if len(t) > 1 and t.startswith("[") and t.endswith("]")]
+    return specials + added
 
-    The text begins with ``[SEP]``, so an empty prompt is allowed (the model starts a new text). Special tokens
-    other than ``[SEP]`` are never drawn; ``[SEP]`` ends the text when ``stop_at_end``, and otherwise appears as a
-    line break (a new text begins). The model sees at most
-    its context: whenever the text no longer fits, it keeps the last ``context // 2`` tokens and goes on from
-    there (with the cache: re-reads them once), the same rule with and without the cache, so both give the
-    same tokens.
+
+def generate_ids(weights: dict, tokenizer: CharTokenizer, ids: list[int], max_new_tokens: int,
+                 pick: Callable = greedy, rng: np.random.Generator | None = None, use_cache: bool = True,
+                 stop_at_end: bool = True):
+    """Yield the ids that continue ``ids`` (a text so far, from :func:`prompt_ids`), one at a time, as drawn.
+
+    The engine of :func:`generate` and of the book's generation service (chapter 14), which streams each token
+    as soon as it exists. Tokens of :func:`never_drawn` are never drawn; ``[SEP]`` ends the text (it is yielded)
+    when ``stop_at_end``. The model sees at most its context: whenever the text no longer fits, it keeps the last
+    ``context // 2`` tokens and goes on from there (with the cache: re-reads them once), the same rule with and
+    without the cache, so both give the same tokens.
     """
     if int(max_new_tokens) < 0:
         raise ValueError(f"max_new_tokens must be non-negative, got {max_new_tokens}")
     rng = np.random.default_rng(0) if rng is None else rng
     context = weights["positions"].shape[0]
-    ids = prompt_ids(tokenizer, prompt)
-    banned = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.mask_id]
-    if len(ids) > context:
-        warnings.warn(f"the prompt is {len(ids)} tokens ([SEP] included) and the context holds {context}: the model "
-                      f"reads its last {context // 2}", UserWarning, stacklevel=2)
-    window = ids[-(context // 2):] if len(ids) > context else list(ids)
+    banned = never_drawn(tokenizer)
+    window = list(ids[-(context // 2):]) if len(ids) > context else list(ids)
     cache = KVCache.empty(weights) if use_cache else None
     fresh = window  # tokens the model has not read yet (all of them at first)
-    new: list[int] = []
     for _ in range(int(max_new_tokens)):
         if use_cache:
             logits = forward_numpy(weights, np.asarray([fresh]), cache)[0, -1]
@@ -330,16 +337,43 @@ def generate(weights: dict, tokenizer: CharTokenizer, prompt: str, max_new_token
         logits = logits.astype(np.float64)
         logits[banned] = -np.inf
         token = pick(logits, rng)
-        new.append(token)
+        yield token
         if stop_at_end and token == tokenizer.sep_id:
-            break
+            return
         window = window + [token]
         fresh = [token]
         if len(window) > context:
             window = window[-(context // 2):]
             if use_cache:
                 cache, fresh = KVCache.empty(weights), window
-    text = "".join("\n" if i == tokenizer.sep_id else tokenizer.vocabulary[i] for i in new)
+
+
+def token_text(tokenizer: CharTokenizer, token: int) -> str:
+    """What a drawn token adds to the text: its character, or a line break for ``[SEP]`` (a new text begins)."""
+    return "\n" if token == tokenizer.sep_id else tokenizer.vocabulary[token]
+
+
+def generate(weights: dict, tokenizer: CharTokenizer, prompt: str, max_new_tokens: int,
+             pick: Callable = greedy, rng: np.random.Generator | None = None, use_cache: bool = True,
+             stop_at_end: bool = True, return_ids: bool = False, prefix=()):
+    """Continue ``prompt`` by up to ``max_new_tokens`` characters, drawn by ``pick(logits, rng)``; the new text.
+
+    The text begins with ``[SEP]`` (and the ``prefix`` ids: control tokens, chapter 14), so an empty prompt is
+    allowed (the model starts a new text). Special tokens other than ``[SEP]`` are never drawn; ``[SEP]`` ends
+    the text when ``stop_at_end``, and otherwise appears as a line break (a new text begins). The model sees at
+    most its context: whenever the text no longer fits, it keeps the last ``context // 2`` tokens and goes on
+    from there (with the cache: re-reads them once), the same rule with and without the cache, so both give the
+    same tokens (:func:`generate_ids`).
+    """
+    if int(max_new_tokens) < 0:
+        raise ValueError(f"max_new_tokens must be non-negative, got {max_new_tokens}")
+    context = weights["positions"].shape[0]
+    ids = prompt_ids(tokenizer, prompt, prefix)
+    if len(ids) > context:
+        warnings.warn(f"the prompt is {len(ids)} tokens ([SEP] included) and the context holds {context}: the model "
+                      f"reads its last {context // 2}", UserWarning, stacklevel=2)
+    new = list(generate_ids(weights, tokenizer, ids, max_new_tokens, pick, rng, use_cache, stop_at_end))
+    text = "".join(token_text(tokenizer, i) for i in new)
     text = text[:-1] if stop_at_end and text.endswith("\n") else text
     return (text, ids + new) if return_ids else text
 

@@ -173,7 +173,17 @@ class TiedLogits(keras.layers.Layer):
             self.bias = self.add_weight(shape=(self._embedding[0].input_dim,), initializer="zeros", name="bias")
 
     def call(self, h):
-        logits = keras.ops.matmul(h, keras.ops.transpose(self._embedding[0].embeddings))
+        embedding = self._embedding[0]
+        if getattr(embedding, "quantization_mode", None) == "int8":  # model.quantize("int8") (chapter 14)
+            # the table is stored as int8 rows with one float scale each (row = int8 / scale): multiply by the
+            # int8 table, then divide each token's score by its row's scale
+            table = keras.ops.cast(embedding._embeddings, self.compute_dtype)
+            logits = keras.ops.matmul(h, keras.ops.transpose(table)) / embedding.embeddings_scale
+        elif getattr(embedding, "quantization_mode", None):
+            raise NotImplementedError(f"tied logits read an Embedding quantized as {embedding.quantization_mode!r}; "
+                                      "only int8 is supported: use model.quantize('int8')")
+        else:
+            logits = keras.ops.matmul(h, keras.ops.transpose(embedding.embeddings))
         return logits + self.bias if self.use_bias else logits
 
 
