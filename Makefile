@@ -7,7 +7,8 @@
 #               make book CHAPTERS="07 13" runs some; make book STALE=1 runs those whose ledger entry is out of date
 #   make stale  list the chapters whose code, helper modules or locks changed since their ledger entry
 #   make readme write the README's chapter table from the ledger
-#   make serve  serve the saved digits and review models at http://127.0.0.1:8000/ (waitress)
+#   make serve  serve the saved digits and review models and the GPT (text generation, streamed) at
+#               http://127.0.0.1:8000/ (waitress); SERVE_ARGS="--port 8080" passes options
 #   make clean  remove .venv, _build/ and caches (downloaded data stays in the cache folder)
 #   make lock   re-resolve the dependencies of pyproject.toml into requirements.lock
 

@@ -156,3 +156,32 @@ def processes_mentioning():
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("needs Linux /proc")
     return _processes_mentioning
+
+
+GPT_TEXTS = ["这家店的菜很好吃，服务也很好。", "这本书写得非常好，值得一读。", "质量太差了，不会再买。",
+             "店里的环境不错，价格也不贵。", "快递很快，包装很好，东西也不错。"]
+
+
+@pytest.fixture(scope="session")
+def saved_gpt(tmp_path_factory) -> Path:
+    """The stem of a tiny GPT saved as chapter 13 saves it (``gpt_tiny.weights.h5`` + ``gpt_tiny.json``), for the
+    generation service's tests (chapter 14). Its ``[SEP]`` embedding is zero, so the end-of-text token scores
+    exactly 0: greedy decoding never ends a text (some other token scores more), sampling sometimes does."""
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from bigmodel_utils.models.bert import CharTokenizer
+    from bigmodel_utils.models.gpt import build_gpt, save_gpt
+
+    keras.utils.set_random_seed(0)
+    tokenizer = CharTokenizer.fit(GPT_TEXTS, max_size=200, min_count=1)
+    model = build_gpt(len(tokenizer), 32, 16, 1, 2)
+    tokens = model.get_layer("embeddings").tokens.embeddings
+    table = keras.ops.convert_to_numpy(tokens).copy()
+    table[tokenizer.sep_id] = 0.0
+    tokens.assign(table)
+    stem = tmp_path_factory.mktemp("gpt") / "gpt_tiny"
+    save_gpt(model, tokenizer, stem, {"texts": len(GPT_TEXTS)}, {"held_out_loss": 3.5})
+    return stem

@@ -105,7 +105,8 @@ def test_quota_windows():
     assert keys.admit(key_id) is None
     keys.meter(key_id, instances=1)
     assert keys.usage(key_id) == {"owner": "bob", "quota": 2, "window_seconds": 10.0, "used_in_window": 1,
-                                  "requests": 3, "instances": 5, "invalid": 1, "rejected": 1}
+                                  "requests": 3, "instances": 5, "invalid": 1, "rejected": 1,
+                                  "token_quota": None, "tokens_in_window": 0, "tokens": 0}  # tokens: chapter 14
 
 
 @pytest.fixture

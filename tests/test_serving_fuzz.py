@@ -1,4 +1,5 @@
-"""Any bytes at either service (chapters 11 and 12) get a 4xx or a 2xx, never a 5xx, and the service keeps serving.
+"""Any bytes at either service (chapters 11 and 12) get a 4xx or a 2xx, never a 5xx, and the service keeps serving;
+the same for the generation endpoints of both (chapter 14), whose streamed 200s must not hide an error either.
 
 Two kinds of test:
 
@@ -8,8 +9,9 @@ Two kinds of test:
 - property-based tests (hypothesis) whose generators leave no value out: arbitrary JSON values (recursive
   lists and objects, integers of up to 4,000 digits, Python's parsing limit being 4,300, any float, any code
   point including lone surrogates, nesting up to 100,000 levels deep at the top and inside ``instances``),
-  near misses of valid requests, and arbitrary raw bytes, against both apps and both models; and arbitrary
-  methods, paths and ``Authorization`` headers. 2,500 examples in all; each must get a 2xx or a 4xx.
+  near misses of valid requests (predictions and generations), and arbitrary raw bytes, against both apps, both
+  models and the GPT; and arbitrary methods, paths and ``Authorization`` headers. 2,500 examples in all; each
+  must get a 2xx or a 4xx, and a stream must end with its ``done`` event.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from bigmodel_utils.notebook import quiet_tensorflow
 quiet_tensorflow()
 
 from bigmodel_utils.registry import ModelCard, Registry  # noqa: E402
-from bigmodel_utils.serving import create_app  # noqa: E402
+from bigmodel_utils.serving import create_app, load_served_generator  # noqa: E402
+from bigmodel_utils.serving.hostile import hostile_bodies, hostile_generation_bodies  # noqa: E402
+from bigmodel_utils.serving.loadtest import stop_in_thread  # noqa: E402
 from bigmodel_utils.serving.maas import ApiKeys, Route, create_maas_app  # noqa: E402
 
 LIMIT = 64 * 1024  # the apps' body limit in these tests
@@ -34,20 +38,25 @@ GOOD_IMAGE = [[0.5] * 8 for _ in range(8)]
 
 
 @pytest.fixture(scope="module")
-def app_client(served):
-    return create_app(served, max_content_length=LIMIT).test_client()
+def gpt(saved_gpt):  # short answers: valid generation requests stay quick
+    return load_served_generator(saved_gpt, max_tokens=8, max_seconds=2.0, max_prompt_chars=100)
 
 
 @pytest.fixture(scope="module")
-def maas(saved_models, tmp_path_factory):
+def app_client(served, gpt):
+    return create_app(served, max_content_length=LIMIT, generators=[gpt]).test_client()
+
+
+@pytest.fixture(scope="module")
+def maas(saved_models, tmp_path_factory, gpt):
     registry = Registry(tmp_path_factory.mktemp("fuzz-registry"))
     card = dict(task="t", data="d", metrics={"accuracy": 0.5}, licence="MIT", intended_use="tests", limitations="none")
     registry.publish("digits", saved_models / "digits.keras", ModelCard(**card))
     registry.publish("reviews", saved_models / "reviews.keras", ModelCard(**card))
     keys = ApiKeys(tmp_path_factory.mktemp("fuzz-keys") / "keys.sqlite")
-    key = keys.issue("fuzzer", quota=10**9, window=3600)
+    key = keys.issue("fuzzer", quota=10**9, window=3600, token_quota=10**12)
     app = create_maas_app(registry, keys, {"digits": Route("digits", stable="1"), "reviews": Route("reviews", stable="1")},
-                          max_content_length=LIMIT)
+                          max_content_length=LIMIT, generators=[gpt])
     return app.test_client(), {"Authorization": f"Bearer {key}"}
 
 
@@ -68,6 +77,15 @@ def _targets(app_client, maas):
             (client, "/v1/models/digits/predict", auth), (client, "/v1/models/reviews/predict", auth)]
 
 
+def _generate_targets(app_client, maas):
+    client, auth = maas
+    return [(app_client, "/models/gpt/generate", {}), (client, "/v1/models/gpt/generate", auth)]
+
+
+def _all_targets(app_client, maas):
+    return _targets(app_client, maas) + _generate_targets(app_client, maas)
+
+
 # --- one regression test per bug ------------------------------------------------------------------------
 
 
@@ -78,7 +96,7 @@ def test_a_pixel_too_big_for_a_float_is_a_400(app_client, maas):
 
 
 def test_json_nested_too_deeply_is_a_400(app_client, maas):
-    for client, url, headers in _targets(app_client, maas):
+    for client, url, headers in _all_targets(app_client, maas):
         for body in (b"[" * 30_000, b'{"instances": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
                      b'{"instances": [' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000 + b"]}"):
             assert "nested" in _assert_4xx_json(_post(client, url, body, headers), {400})
@@ -93,7 +111,7 @@ def test_a_review_that_is_not_valid_unicode_is_a_400(app_client, maas):
 @pytest.mark.parametrize("body", [b'{"instances": ["\xff\xfe"]}', "{\"instances\": [\"好\"]}".encode("utf-16"),
                                   b"\x80" * 100])
 def test_a_body_that_is_not_utf8_is_a_400(app_client, maas, body):
-    for client, url, headers in _targets(app_client, maas):
+    for client, url, headers in _all_targets(app_client, maas):
         assert "UTF-8" in _assert_4xx_json(_post(client, url, body, headers), {400})
 
 
@@ -108,6 +126,8 @@ def test_unknown_methods_and_paths_are_json_4xx(app_client, maas):
         response = c.get(f"{base}/digits/predict", headers=headers)
         assert response.status_code == 405 and "POST" in response.headers["Allow"]
         assert "use POST" in response.get_json()["error"]["message"]
+        for method in ("GET", "PUT", "DELETE"):
+            _assert_4xx_json(c.open(f"{base}/gpt/generate", method=method, headers=headers), {405})
 
 
 def test_empty_and_huge_batches(app_client, maas):
@@ -115,6 +135,30 @@ def test_empty_and_huge_batches(app_client, maas):
         _assert_4xx_json(_post(client, url, b'{"instances": []}', headers), {400})
         _assert_4xx_json(_post(client, url, b'{"instances": [' + b"0," * 1000 + b"0]}", headers), {413})
         _assert_4xx_json(_post(client, url, b"", headers), {400})
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("max_tokens", 10**400, "a huge integer"), ("seed", -(10**400), "a huge integer"), ("top_k", 10**4000, None),
+    ("temperature", 10**400, "too large"), ("top_p", -(10**400), "too large"),
+])
+def test_a_generation_number_too_big_for_a_float_is_a_400_or_accepted(app_client, maas, field, value, words):
+    body = json.dumps({"prompt": "这家店", "max_tokens": 3, field: value}).encode()
+    for client, url, headers in _generate_targets(app_client, maas):
+        response = _post(client, url, body, headers)
+        if words is None:  # a top_k larger than the vocabulary keeps every token: a valid request
+            assert response.status_code == 200 and response.get_json()["usage"]["generated_tokens"] >= 1
+        else:
+            assert words in _assert_4xx_json(response, {400})
+
+
+def test_hostile_bodies_at_the_generation_endpoints(app_client, maas):
+    bodies = hostile_generation_bodies(150, seed=1) + hostile_bodies(50, GOOD_IMAGE, seed=2)
+    assert len({family for family, _ in bodies}) >= 6
+    for client, url, headers in _generate_targets(app_client, maas):
+        for family, body in bodies:
+            assert _answered(_fires(client, url, body, headers)), family
+    for client, url, headers in _generate_targets(app_client, maas):  # still generating
+        assert _post(client, url, '{"prompt": "这", "max_tokens": 2}'.encode(), headers).status_code == 200
 
 
 def _raw_http(port: int, request: bytes) -> int:
@@ -151,7 +195,7 @@ def test_chunked_bodies_over_the_limit_and_double_slashes_over_real_http(served)
             # waitress reads "//health" as a host "health" and the path "/", the page; werkzeug would redirect the others
             assert _raw_http(server.effective_port, line + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n") == status
     finally:
-        server.close()
+        stop_in_thread(server, thread)  # closed from this thread, the server's loop would fail on closed sockets
 
 
 # --- unbounded generators --------------------------------------------------------------------------------
@@ -195,6 +239,14 @@ def _near_miss_image(draw):
 
 NEAR_MISS = st.composite(_near_miss_image)()
 TEXTS = st.lists(ANY_TEXT | SCALARS, min_size=0, max_size=20).map(lambda t: {"instances": t})
+VALID_GENERATION = {"prompt": st.text(max_size=30) | ANY_TEXT, "max_tokens": st.integers(1, 8) | SCALARS,
+                    "temperature": st.sampled_from([0, 0.01, 1, 10]) | st.floats(0, 10) | SCALARS,
+                    "top_k": st.none() | st.integers(1, 300) | SCALARS, "top_p": st.none() | st.floats(0, 1) | SCALARS,
+                    "seed": st.none() | st.integers(0, 2**32 - 1) | SCALARS, "stream": st.booleans() | SCALARS}
+GENERATIONS = (st.fixed_dictionaries({}, optional=VALID_GENERATION)  # each field valid, near the edge, or anything
+               | st.fixed_dictionaries({"prompt": st.text(max_size=20)},
+                                       optional={k: v for k, v in VALID_GENERATION.items() if k != "prompt"})
+               .flatmap(lambda d: st.dictionaries(ANY_TEXT, JSON, max_size=2).map(lambda extra: {**extra, **d})))
 
 
 def _answered(status: int) -> bool:
@@ -206,6 +258,10 @@ def _fires(client, url, body, headers):
     assert _answered(response.status_code), (response.status_code, body[:200], response.data[:300])
     if response.status_code >= 400:
         _assert_4xx_json(response)
+    elif response.mimetype == "text/event-stream":  # a 200 whose stream failed would be a 5xx in disguise
+        events = response.get_data()
+        assert b"event: error" not in events and events.endswith(b"\n\n"), events[-300:]
+        assert events.rsplit(b"\n\n", 2)[-2].startswith(b"event: done"), events[-300:]
     return response.status_code
 
 
@@ -213,18 +269,18 @@ FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=list(Hea
 
 
 @FUZZ
-@given(body=(PAYLOADS | NEAR_MISS | TEXTS).map(_dumps) | DEEP, target=st.integers(0, 3))
+@given(body=(PAYLOADS | NEAR_MISS | TEXTS | GENERATIONS).map(_dumps) | DEEP, target=st.integers(0, 5))
 def test_arbitrary_json_never_gets_a_5xx(app_client, maas, body, target):
-    client, url, headers = _targets(app_client, maas)[target]
+    client, url, headers = _all_targets(app_client, maas)[target]
     _fires(client, url, body, headers)
 
 
 @FUZZ
 @given(body=st.binary(max_size=2000) | st.builds(lambda a, b: a + b, PAYLOADS.map(_dumps) | DEEP, st.binary(max_size=50))
-       | PAYLOADS.map(lambda p: json.dumps(p, ensure_ascii=False).encode("utf-8", "surrogatepass")),
-       target=st.integers(0, 3))
+       | (PAYLOADS | GENERATIONS).map(lambda p: json.dumps(p, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+       target=st.integers(0, 5))
 def test_arbitrary_bytes_never_get_a_5xx(app_client, maas, body, target):
-    client, url, headers = _targets(app_client, maas)[target]
+    client, url, headers = _all_targets(app_client, maas)[target]
     _fires(client, url, body, headers)
 
 
@@ -246,4 +302,6 @@ def test_the_services_still_answer_after_the_fuzzing(app_client, maas):
     body = json.dumps({"instances": [GOOD_IMAGE]}).encode()
     for client, url, headers in _targets(app_client, maas)[::2]:
         assert _post(client, url, body, headers).status_code == 200
+    for client, url, headers in _generate_targets(app_client, maas):
+        assert _post(client, url, b'{"prompt": "", "stream": true}', headers).status_code == 200
     assert app_client.get("/health").status_code == 200

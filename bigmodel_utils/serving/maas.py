@@ -4,6 +4,8 @@
 
 - ``POST /v1/models/<name>/predict``: routed to the stable version, or to the canary version for a share of
   requests; ``POST /v1/models/<name>/versions/<version>/predict`` asks for one version;
+- ``POST /v1/models/<name>/generate``: text from a generator (chapter 14: chapter 13's GPT), as chapter 11's
+  service answers it (one JSON answer, or server-sent events with ``"stream": true``), metered in tokens;
 - ``GET /v1/models``: the model cards; ``GET /v1/usage``: the caller's usage; ``GET /v1/canary/<name>``: the
   observed split.
 
@@ -17,6 +19,13 @@ What is charged (a decision, documented in chapter 12): every authenticated pred
 against the key's quota *before* its body is read, valid or not, because reading and parsing a body is work
 too: otherwise an abuser could send unlimited malformed requests for free. Billing (``instances``) counts
 only the instances that were validated and predicted.
+
+Generation is metered in tokens (chapter 14): a request costs its prompt's tokens plus those generated
+(``tokens``). A key may also have a token quota per window (``token_quota``, same window as its requests):
+once a generation request is valid, its most expensive outcome (prompt + ``max_tokens``) is reserved, and refused
+with a 429 if that would pass the quota, so concurrent streams cannot overrun it together; when the answer ends
+(finished, timed out, or the client gone in the middle of a stream) the tokens actually used are billed and the
+rest of the reservation is given back.
 """
 
 from __future__ import annotations
@@ -31,23 +40,28 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from flask import Flask, jsonify, request
 
-from bigmodel_utils.serving.app import _error, install_error_handlers, read_json
+from bigmodel_utils.serving.app import _error, event_stream, install_error_handlers, read_json
+from bigmodel_utils.serving.generation import GenerationRun, ServedGenerator
 from bigmodel_utils.serving.models import KINDS, BadRequest, load_served_model
 
 KEY_PREFIX = "bm"
 log = logging.getLogger("bigmodel_utils.serving.maas")
-_USAGE = ("requests", "instances", "invalid", "rejected")
+_USAGE = ("requests", "instances", "invalid", "rejected", "tokens")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, salt TEXT NOT NULL, digest TEXT NOT NULL,
     quota INTEGER NOT NULL, window REAL NOT NULL, window_start REAL NOT NULL DEFAULT 0,
     used_in_window INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-    instances INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0)
+    instances INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    token_quota INTEGER, tokens_in_window INTEGER NOT NULL DEFAULT 0, tokens INTEGER NOT NULL DEFAULT 0)
 """
+# columns added since chapter 12 first created key stores: a store made then gets them when it is opened
+_ADDED_COLUMNS = {"token_quota": "INTEGER", "tokens_in_window": "INTEGER NOT NULL DEFAULT 0",
+                  "tokens": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def _digest(salt: str, secret: str) -> str:
@@ -74,6 +88,9 @@ class ApiKeys:
     all of them), and a restart loses nothing. ``path=None``: a private temporary file, for one process.
     Each thread has its own connection; a store locked for longer than ``busy_timeout`` seconds raises
     :class:`KeyStoreBusy` (the service answers 503 with ``Retry-After``: the server is busy, not the request bad).
+    A key may also have a quota of ``token_quota`` generated and prompt tokens per window (chapter 14):
+    :meth:`admit_tokens` reserves, :meth:`meter_tokens` settles. A store written before tokens were metered is
+    migrated when opened (the missing columns are added, in one transaction).
     """
 
     def __init__(self, path: str | Path | None = None, clock=time.time, busy_timeout: float = 5.0):
@@ -94,10 +111,23 @@ class ApiKeys:
             db = self._db()
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            if set(_ADDED_COLUMNS) - {row[1] for row in db.execute("PRAGMA table_info(keys)")}:
+                self._transaction(self._migrate)  # only then: a store opened to be read needs no write lock
         except sqlite3.DatabaseError as error:
             self.close()
             raise ValueError(f"{self.path} is not a key store ({error}): pass a new file name, or the file "
                              "`python -m bigmodel_utils.serving.maas issue` wrote") from None
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(keys)")}  # read under the write lock: no race
+        for name, definition in _ADDED_COLUMNS.items():
+            if name not in columns:
+                db.execute(f"ALTER TABLE keys ADD COLUMN {name} {definition}")
+
+    def now(self) -> float:
+        """The store's clock (``time.time``, the same in every process, unless a test passed another)."""
+        return self._clock()
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -139,21 +169,26 @@ class ApiKeys:
         if self._scratch is not None:
             self._scratch.cleanup()
 
-    def issue(self, owner: str, quota: int = 100, window: float = 60.0) -> str:
+    def issue(self, owner: str, quota: int = 100, window: float = 60.0, token_quota: int | None = None) -> str:
+        """A new key for ``owner``: ``quota`` requests and (None: no limit) ``token_quota`` tokens per ``window`` s."""
         if not owner or not isinstance(owner, str):
             raise ValueError("a key needs an owner (who to call about its usage)")
         if isinstance(quota, bool) or not isinstance(quota, int) or quota < 1 or not window > 0:
             raise ValueError(f"quota must be a positive integer and window positive, got {quota!r}, {window!r}")
+        if token_quota is not None and (isinstance(token_quota, bool) or not isinstance(token_quota, int)
+                                        or token_quota < 1):
+            raise ValueError(f"token_quota must be a positive integer or None (no limit), got {token_quota!r}")
         key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(24), secrets.token_hex(16)  # 64-bit ids
         self._transaction(lambda db: db.execute(
-            "INSERT INTO keys (id, owner, salt, digest, quota, window) VALUES (?, ?, ?, ?, ?, ?)",
-            (key_id, owner, salt, _digest(salt, secret), quota, float(window))))
+            "INSERT INTO keys (id, owner, salt, digest, quota, window, token_quota) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, owner, salt, _digest(salt, secret), quota, float(window), token_quota)))
         return f"{KEY_PREFIX}_{key_id}_{secret}"
 
     def stored(self) -> dict[str, dict[str, Any]]:
-        """What is kept on the server: owner, salt, hash, quota. Never the key itself."""
-        rows = self._read("SELECT id, owner, salt, digest, quota, window FROM keys")
-        return {r[0]: {"owner": r[1], "salt": r[2], "sha256": r[3], "quota": r[4], "window": r[5]} for r in rows}
+        """What is kept on the server: owner, salt, hash, quotas. Never the key itself."""
+        rows = self._read("SELECT id, owner, salt, digest, quota, window, token_quota FROM keys")
+        return {r[0]: {"owner": r[1], "salt": r[2], "sha256": r[3], "quota": r[4], "window": r[5], "token_quota": r[6]}
+                for r in rows}
 
     def check(self, presented: str | None) -> str | None:
         """The key's id if ``presented`` is a valid key, else None."""
@@ -167,24 +202,64 @@ class ApiKeys:
         actual = _digest(salt, secret)
         return key_id if hmac.compare_digest(actual, expected) and entry and prefix == KEY_PREFIX else None
 
+    def _window(self, db: sqlite3.Connection, key_id: str) -> tuple:
+        """``(now, window_start, window, used_in_window, quota, tokens_in_window, token_quota)``, a new window
+        (nothing used yet) when the key's last one has ended."""
+        start, window, used, quota, tokens_used, token_quota = db.execute(
+            "SELECT window_start, window, used_in_window, quota, tokens_in_window, token_quota FROM keys WHERE id = ?",
+            (key_id,)).fetchone()
+        now = self._clock()
+        if now - start >= window:
+            start, used, tokens_used = now, 0, 0
+        return now, start, window, used, quota, tokens_used, token_quota
+
     def admit(self, key_id: str) -> float | None:
         """Charge one request to the key's quota; None if within quota, else the seconds until its window ends."""
 
         def admit(db):
-            start, used, quota, window = db.execute(
-                "SELECT window_start, used_in_window, quota, window FROM keys WHERE id = ?", (key_id,)).fetchone()
-            now = self._clock()
-            if now - start >= window:
-                start, used = now, 0
+            now, start, window, used, quota, tokens_used, _ = self._window(db, key_id)
             if used >= quota:
-                db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, rejected = rejected + 1 WHERE id = ?",
-                           (start, used, key_id))
+                db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, tokens_in_window = ?, "
+                           "rejected = rejected + 1 WHERE id = ?", (start, used, tokens_used, key_id))
                 return max(0.0, window - (now - start))
-            db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, requests = requests + 1 WHERE id = ?",
-                       (start, used + 1, key_id))
+            db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, tokens_in_window = ?, "
+                       "requests = requests + 1 WHERE id = ?", (start, used + 1, tokens_used, key_id))
             return None
 
         return self._transaction(admit)
+
+    def admit_tokens(self, key_id: str, tokens: int) -> float | None:
+        """Reserve ``tokens`` (a generation's most: prompt + ``max_tokens``) of the key's token quota in this window.
+
+        None if they fit (or the key has no token quota); else, counted as ``rejected``, the seconds until the
+        window ends. Settle every reservation with :meth:`meter_tokens` once the generation has ended.
+        """
+
+        def admit(db):
+            now, start, window, used, _, tokens_used, token_quota = self._window(db, key_id)
+            if token_quota is not None and tokens_used + tokens > token_quota:
+                db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, tokens_in_window = ?, "
+                           "rejected = rejected + 1 WHERE id = ?", (start, used, tokens_used, key_id))
+                return max(0.0, window - (now - start))
+            db.execute("UPDATE keys SET window_start = ?, used_in_window = ?, tokens_in_window = ? WHERE id = ?",
+                       (start, used, tokens_used + int(tokens), key_id))
+            return None
+
+        return self._transaction(admit)
+
+    def meter_tokens(self, key_id: str, used: int, reserved: int = 0, reserved_at: float | None = None) -> None:
+        """Bill the ``used`` tokens of a generation that reserved ``reserved`` at time ``reserved_at`` (:meth:`now`,
+        read after :meth:`admit_tokens`) and give the rest back, if its window is still the current one (an
+        ended window's reservations went with it; the total ``tokens`` is billed either way)."""
+
+        def meter(db):
+            (start,) = db.execute("SELECT window_start FROM keys WHERE id = ?", (key_id,)).fetchone()
+            same_window = 1 if reserved_at is None or start <= reserved_at else 0
+            db.execute("UPDATE keys SET tokens = tokens + ?, tokens_in_window = CASE WHEN ? THEN "
+                       "MAX(0, tokens_in_window + ?) ELSE tokens_in_window END WHERE id = ?",
+                       (int(used), same_window, int(used) - int(reserved), key_id))
+
+        self._transaction(meter)
 
     def meter(self, key_id: str, instances: int = 0, invalid: bool = False) -> None:
         """After an admitted request: bill its validated ``instances``, or count it ``invalid`` (a 4xx)."""
@@ -193,13 +268,14 @@ class ApiKeys:
             (int(instances), int(invalid), key_id)))
 
     def usage(self, key_id: str) -> dict[str, Any]:
-        rows = self._read(f"SELECT owner, quota, window, used_in_window, {', '.join(_USAGE)} FROM keys WHERE id = ?",
-                          (key_id,))
+        """The key's quotas and counts; ``tokens_in_window`` includes the reservations of answers still running."""
+        rows = self._read("SELECT owner, quota, window, used_in_window, token_quota, tokens_in_window, "
+                          f"{', '.join(_USAGE)} FROM keys WHERE id = ?", (key_id,))
         if not rows:
             raise KeyError(f"no key with id {key_id!r}")
         row = rows[0]
         return {"owner": row[0], "quota": row[1], "window_seconds": row[2], "used_in_window": row[3],
-                **dict(zip(_USAGE, row[4:]))}
+                "token_quota": row[4], "tokens_in_window": row[5], **dict(zip(_USAGE, row[6:]))}
 
 
 def _version(value: Any, what: str) -> str | None:
@@ -249,15 +325,22 @@ class Route:
 
 UNAUTHORISED = "a valid API key is required: send the header 'Authorization: Bearer <key>'"
 ENDPOINTS = ("GET /health, GET /v1/models, GET /v1/usage, GET /v1/canary/<name>, POST /v1/models/<name>/predict, "
-             "POST /v1/models/<name>/versions/<version>/predict")
+             "POST /v1/models/<name>/versions/<version>/predict, POST /v1/models/<name>/generate")
 
 
 def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_content_length: int = 1 << 20,
-                    seed: int = 0) -> Flask:
-    """The multi-model service: every version named in ``routes`` is fetched (sha256 checked) and loaded once."""
+                    seed: int = 0, generators: Iterable[ServedGenerator] | None = None) -> Flask:
+    """The multi-model service: every version named in ``routes`` is fetched (sha256 checked) and loaded once;
+    ``generators`` (loaded, :func:`~bigmodel_utils.serving.generation.load_served_generator`) answer
+    ``POST /v1/models/<name>/generate``, metered in tokens. Names are unique across routes and generators."""
     import shutil
     import tempfile
 
+    generating: dict[str, ServedGenerator] = {}
+    for g in generators or ():
+        if g.name in routes or g.name in generating:
+            raise ValueError(f"two models are named {g.name!r}: give each route and generator a unique name")
+        generating[g.name] = g
     loaded: dict[tuple[str, str], Any] = {}
     cards: dict[tuple[str, str], Any] = {}
     for name, route in routes.items():
@@ -295,17 +378,22 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
         header = request.headers.get("Authorization", "")
         return keys.check(header[7:].strip() if header.startswith("Bearer ") else None)
 
+    def quota_exceeded(message: str, wait: float):
+        response = _error(429, message)
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+
     def serve(name: str, version: str | None):
         key_id = caller()
         if key_id is None:
             return _error(401, UNAUTHORISED)
         wait = keys.admit(key_id)  # charged before the body is read: parsing is work too
         if wait is not None:
-            response = _error(429, f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
-                                   f"retry in {wait:.0f} s")
-            response.headers["Retry-After"] = str(max(1, round(wait)))
-            return response
+            return quota_exceeded(f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
+                                  f"retry in {wait:.0f} s", wait)
         try:
+            if name in generating:
+                raise BadRequest(f"{name!r} is a text generator: POST /v1/models/{name}/generate", status=404)
             if name not in routes:
                 raise BadRequest(f"no model named {name!r}; available: {sorted(routes)}", status=404)
             if version is None:
@@ -328,6 +416,57 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
             split[name][version] += 1
         return jsonify(answer)
 
+    @app.post("/v1/models/<name>/generate")
+    def generate(name):
+        key_id = caller()
+        if key_id is None:
+            return _error(401, UNAUTHORISED)
+        wait = keys.admit(key_id)  # a request like any other: charged before the body is read
+        if wait is not None:
+            return quota_exceeded(f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
+                                  f"retry in {wait:.0f} s", wait)
+        try:
+            if name not in generating:
+                where = f": POST /v1/models/{name}/predict" if name in routes else f"; available: {sorted(generating)}"
+                raise BadRequest(f"no generator named {name!r}{where}", status=404)
+            run = generating[name].start(generating[name].validate(read_json(request)))
+        except BadRequest as error:
+            meter(key_id, invalid=True)
+            return _error(error.status, str(error))
+        except Exception:  # a 413 from the body limit, or a bug: still counted as an invalid request
+            meter(key_id, invalid=True)
+            raise
+        most = run.usage["prompt_tokens"] + run.request.max_tokens
+        wait = keys.admit_tokens(key_id, most)
+        if wait is not None:
+            usage = keys.usage(key_id)
+            quota, left = usage["token_quota"], max(0, usage["token_quota"] - usage["tokens_in_window"])
+            if most > quota:
+                message = (f"this request may use up to {most} tokens ({run.usage['prompt_tokens']} of prompt + "
+                           f"max_tokens {run.request.max_tokens}), more than the key's token quota of {quota} per "
+                           "window: send a shorter prompt or a smaller max_tokens")
+            else:
+                message = (f"token quota of {quota} per window: {left} left, and this request may use up to {most} "
+                           f"({run.usage['prompt_tokens']} of prompt + max_tokens {run.request.max_tokens}); ask for "
+                           f"fewer max_tokens or retry in {wait:.0f} s")
+            return quota_exceeded(message, wait)
+        reserved_at = keys.now()
+
+        def bill(ended: GenerationRun) -> None:  # however it ended: the client may have gone in the middle
+            try:
+                keys.meter_tokens(key_id, ended.usage["total_tokens"], reserved=most, reserved_at=reserved_at)
+            except KeyStoreBusy:
+                log.exception("could not meter the %s tokens of key %s", ended.usage["total_tokens"], key_id)
+
+        run.on_end.append(bill)
+        if run.request.stream:
+            return event_stream(run)
+        try:
+            text = "".join(run)
+        finally:
+            run.close()
+        return jsonify(run.answer(text))
+
     @app.get("/health")
     def health():  # for load balancers and start-up checks: no key needed, nothing about keys said
         return jsonify({"status": "ok"})
@@ -345,7 +484,8 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
         if caller() is None:
             return _error(401, UNAUTHORISED)
         return jsonify({"models": [{**card.__dict__, "role": "stable" if routes[n].stable == v else "canary"}
-                                   for (n, v), card in cards.items()]})
+                                   for (n, v), card in cards.items()]
+                        + [{**g.metadata(), "role": "generator"} for g in generating.values()]})
 
     @app.get("/v1/usage")
     def usage():
@@ -408,12 +548,16 @@ def main(argv: list[str] | None = None) -> int:
     issue.add_argument("--owner", required=True)
     issue.add_argument("--quota", type=int, default=100, help="requests per window")
     issue.add_argument("--window", type=float, default=60.0, help="seconds")
+    issue.add_argument("--token-quota", type=int, default=None,
+                       help="prompt + generated tokens per window (default: no limit)")
     usage = commands.add_parser("usage", help="print every key's usage as JSON")
     usage.add_argument("--keys", type=Path, required=True)
     serve = commands.add_parser("serve", help="serve registered models with waitress")
-    serve.add_argument("--registry", type=Path, required=True, help="the model registry's folder")
+    serve.add_argument("--registry", type=Path, default=None, help="the model registry's folder (for --route)")
     serve.add_argument("--keys", type=Path, required=True, help="the key store, shared by every server process")
-    serve.add_argument("--route", action="append", required=True, metavar="NAME=KIND:STABLE[:CANARY:SHARE]")
+    serve.add_argument("--route", action="append", default=[], metavar="NAME=KIND:STABLE[:CANARY:SHARE]")
+    serve.add_argument("--generator", action="append", default=[], metavar="NAME=STEM",
+                       help="a GPT chapter 13 saved (STEM.weights.h5 + STEM.json), served at /v1/models/NAME/generate")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8001, help="0: any free port (the URL is printed)")
     serve.add_argument("--threads", type=int, default=8)
@@ -424,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"no key store at {args.keys}: issue a key first")
         keys = ApiKeys(args.keys)
         if args.command == "issue":
-            print(keys.issue(args.owner, quota=args.quota, window=args.window))
+            print(keys.issue(args.owner, quota=args.quota, window=args.window, token_quota=args.token_quota))
             return 0
         if args.command == "usage":
             import json
@@ -432,16 +576,30 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({key_id: keys.usage(key_id) for key_id in keys.stored()}, indent=1))
             return 0
         routes = dict(_parse_route(r) for r in args.route)
+        stems = [g.partition("=") for g in args.generator]
+        if any(not name or not stem for name, _, stem in stems):
+            raise ValueError(f"a generator is NAME=STEM (e.g. gpt=models/gpt_zh), got {args.generator}")
+        if not routes and not stems:
+            raise ValueError("nothing to serve: give at least one --route or --generator")
+        if routes and args.registry is None:
+            raise ValueError("--route serves models from a registry: give its folder with --registry")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bigmodel_utils.registry import ModelRegistry
-
     from bigmodel_utils.serving.app import serve
+    from bigmodel_utils.serving.generation import load_served_generator
 
-    app = create_maas_app(ModelRegistry(args.registry), keys, routes, max_content_length=args.max_body)
-    serve(app, args.host, args.port, args.threads, args.max_body, name=f"{sorted(routes)} under /v1")
+    try:
+        generators = [load_served_generator(stem, name=name) for name, _, stem in stems]
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    app = create_maas_app(ModelRegistry(args.registry) if routes else None, keys, routes,
+                          max_content_length=args.max_body, generators=generators)
+    serve(app, args.host, args.port, args.threads, args.max_body,
+          name=f"{sorted(routes) + [g.name for g in generators]} under /v1")
     return 0
 
 
