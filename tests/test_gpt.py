@@ -214,3 +214,18 @@ def test_chapter_13_checkers_accept_right_answers_and_name_the_usual_mistakes(ca
     texts = ["酒店很好", "酒店不错", "很好吃", "不错不错"]
     assert check("13.4", (("不", "错"), texts))
     assert not check("13.4", (("酒", "店"), texts))
+
+
+def test_generate_ids_streams_what_generate_returns_and_prefixes_are_checked(weights, tokenizer):
+    from bigmodel_utils.models.gpt import generate_ids, never_drawn, prompt_ids, token_text
+
+    ids = prompt_ids(tokenizer, "今天", prefix=[tokenizer.cls_id])
+    assert ids[:2] == [tokenizer.sep_id, tokenizer.cls_id] and len(ids) == 4
+    streamed = "".join(token_text(tokenizer, t) for t in
+                       generate_ids(weights, tokenizer, ids, 25, sampler(1.0), np.random.default_rng(2), stop_at_end=False))
+    assert streamed == generate(weights, tokenizer, "今天", 25, sampler(1.0), np.random.default_rng(2), stop_at_end=False,
+                                prefix=[tokenizer.cls_id])
+    with pytest.raises(ValueError, match="prefix ids"):
+        prompt_ids(tokenizer, "今天", prefix=[len(tokenizer)])
+    added = CharTokenizer(tokenizer.vocabulary + ["[POS]"])
+    assert never_drawn(added)[-1] == len(tokenizer) and len(never_drawn(added)) == 5  # added control tokens too

@@ -74,6 +74,7 @@ def test_producers_are_found():
     assert producers(REPO_ROOT / "chapters" / "11_deploying_web_service.ipynb") == ["05", "06"]
     assert producers(REPO_ROOT / "chapters" / "08_evaluating_explaining.ipynb") == ["05", "06", "07"]
     assert producers(REPO_ROOT / "chapters" / "00_setup.ipynb") == []
+    assert producers(REPO_ROOT / "chapters" / "14_adapting_serving.ipynb") == ["13"]
 
 
 _ran: set[str] = set()  # chapters executed in this run (so in this run's cache)
