@@ -218,3 +218,31 @@ def test_int8_quantization_keeps_the_tied_output_layer_right(tiny):
     assert copy.get_layer("embeddings").tokens.quantization_mode == "int8"
     full, small = logits(model, x), logits(copy, x)
     assert np.abs(small - full).max() < 0.05 * np.abs(full).max() + 1e-3, "int8 logits are close to float32's"
+
+
+def test_the_exercise_checkers_reject_the_usual_mistakes(capsys):
+    import math
+
+    from bigmodel_utils.exercises import check
+
+    assert check("14.1", lambda d_in, d_out, r: r * (d_in + d_out), quiet=True)
+    assert not check("14.1", lambda d_in, d_out, r: d_in * d_out)
+    assert "LoRA freezes" in capsys.readouterr().out
+    assert not check("14.1", lambda d_in, d_out, r: r * d_in, quiet=True)
+    assert check("14.2", lambda W, A, B, alpha, r: W + alpha / r * A @ B, quiet=True)
+    assert not check("14.2", lambda W, A, B, alpha, r: W + A @ B)
+    assert "scale is missing" in capsys.readouterr().out
+    assert not check("14.2", lambda W, A, B, alpha, r: W + r / alpha * A @ B, quiet=True)
+
+    def wald(k, n, z=1.96):
+        p = k / n
+        return p - z * math.sqrt(p * (1 - p) / n), p + z * math.sqrt(p * (1 - p) / n)
+
+    def wilson(k, n, z=1.96):
+        p, d = k / n, 1 + z**2 / n
+        half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / d
+        return (p + z**2 / (2 * n)) / d - half, (p + z**2 / (2 * n)) / d + half
+
+    assert check("14.3", wilson, quiet=True)
+    assert not check("14.3", wald)
+    assert "Wald" in capsys.readouterr().out
