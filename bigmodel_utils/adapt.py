@@ -157,7 +157,7 @@ def generate_guided(weights: dict, tokenizer: CharTokenizer, control: int, oppos
     Two texts are read side by side, one after ``[SEP] control``, one after ``[SEP] opposite``, each with its own
     KV cache, and every token is drawn from ``softmax((l_c + guidance·(l_c − l_o)) / temperature)`` (top-p), where
     ``l_c`` and ``l_o`` are their next-token logits; the drawn token is appended to both. ``guidance=0`` is plain
-    sampling after ``control``. Sanchez et al. (2023) apply this guidance, first used for image models, to
+    sampling after ``control`` (and reads one text only). Sanchez et al. (2023) apply this guidance, first used for image models, to
     language models.
     """
     from bigmodel_utils.models.gpt import KVCache, forward_numpy, never_drawn, prompt_ids, sampling_probabilities, token_text
@@ -173,9 +173,10 @@ def generate_guided(weights: dict, tokenizer: CharTokenizer, control: int, oppos
     banned = never_drawn(tokenizer)
     new: list[int] = []
     for _ in range(int(max_new_tokens)):
-        wanted, other = (forward_numpy(weights, np.asarray([ids]), cache)[0, -1].astype(np.float64)
-                         for ids, cache in zip(fresh, caches))
-        logits = wanted + guidance * (wanted - other)
+        logits = forward_numpy(weights, np.asarray([fresh[0]]), caches[0])[0, -1].astype(np.float64)
+        if guidance:  # the second text only matters when it pushes: guidance 0 costs one pass, as plain sampling
+            other = forward_numpy(weights, np.asarray([fresh[1]]), caches[1])[0, -1].astype(np.float64)
+            logits = logits + guidance * (logits - other)
         logits[banned] = -np.inf
         p = sampling_probabilities(logits, temperature, None, top_p)
         token = int(rng.choice(len(p), p=p))

@@ -36,9 +36,10 @@ RESULTS_DIR = REPO_ROOT / "results"
 PACKAGE = "bigmodel_utils"
 PACKAGE_DIR = REPO_ROOT / PACKAGE
 LEDGER_VERSION = 1
-#: The runner's own bookkeeping (record(), key_results(), this ledger): every chapter imports it, none computes a
-#: result with it, so a change to it makes no chapter stale.
-BOOKKEEPING = frozenset({f"{PACKAGE}/book.py", f"{PACKAGE}/ledger.py"})
+#: The runner's own bookkeeping (record(), key_results(), this ledger) and the exercise checkers (check() judges a
+#: learner's answer): every chapter imports them, none computes a result with them, so a change to them makes no
+#: chapter stale (a new chapter's checkers would otherwise send every chapter back to a FULL run).
+BOOKKEEPING = frozenset({f"{PACKAGE}/book.py", f"{PACKAGE}/ledger.py", f"{PACKAGE}/exercises.py"})
 
 
 # --- what a chapter is made of ---------------------------------------------------------------------------

@@ -563,3 +563,37 @@ def test_a_failure_in_the_middle_of_a_stream_is_reported_in_it(gpt, monkeypatch,
     assert "generation failed in the middle of a stream" in caplog.text
     text = client.get("/metrics").get_data(as_text=True)
     assert 'bigmodel_generations_total{finish_reason="cancelled",model="gpt"} 2.0' in text
+
+
+def test_every_token_step_holds_the_compute_lock_and_concurrent_streams_stay_right(gpt, offline, monkeypatch):
+    """Concurrent requests take turns token by token (chapter 14: many NumPy products at once on few cores compete);
+    each still gets exactly its offline answer."""
+    import threading
+
+    import bigmodel_utils.models.gpt as gpt_module
+    from bigmodel_utils.serving.generation import COMPUTE
+
+    real, unlocked = gpt_module.forward_numpy, []
+
+    def checked(*args, **kwargs):
+        if not COMPUTE.locked():
+            unlocked.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpt_module, "forward_numpy", checked)
+    app = create_app([], generators=[gpt])
+    answers = {}
+
+    def ask(seed):
+        answers[seed] = app.test_client().post("/models/gpt/generate", json={
+            "prompt": PROMPT, "max_tokens": 20, "temperature": 1.0, "seed": seed}).get_json()["text"]
+
+    threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    weights, tokenizer = offline
+    assert not unlocked, "a forward pass ran without the compute lock"
+    for seed in range(6):
+        assert answers[seed] == generate(weights, tokenizer, PROMPT, 20, sampler(1.0), np.random.default_rng(seed))
