@@ -69,10 +69,8 @@ def control_rows(tokenizer: CharTokenizer, texts, controls, length: int):
         raise ValueError(f"{len(texts)} texts but {len(controls)} control tokens: give one per text")
     if int(length) < 3:
         raise ValueError(f"length must be at least 3 ([SEP], the control token, a character), got {length}")
-    x = np.full((len(texts), length), tokenizer.pad_id, np.int32)
-    y = np.full((len(texts), length), tokenizer.pad_id, np.int32)
-    weight = np.zeros((len(texts), length), np.float32)
     index, unk, sep = tokenizer._index, tokenizer.unk_id, tokenizer.sep_id
+    rows = []
     for row, (text, control) in enumerate(zip(texts, controls)):
         if not isinstance(text, str):
             raise TypeError(f"text {row} is {type(text).__name__}, not str")
@@ -80,10 +78,23 @@ def control_rows(tokenizer: CharTokenizer, texts, controls, length: int):
         if control_id is None or not 0 <= control_id < len(tokenizer):
             raise ValueError(f"control token {control!r} of text {row} is not in the vocabulary: add it (add_tokens)")
         ids = [sep, control_id] + [index.get(c, unk) for c in text[: length - 1]] + [sep]
-        ids = ids[: length + 1]
+        rows.append((ids[: length + 1], 1))  # target 0 is the control token: not trained
+    return shifted_rows(rows, length, tokenizer.pad_id)
+
+
+def shifted_rows(rows, length: int, pad_id: int):
+    """``x``, ``y`` ``(n, length)`` int32 and ``weight`` float32 from ``(ids, first)`` pairs: ``x`` is ``ids`` without
+    its last token, ``y`` without its first (the next token at each position), both padded with ``pad_id``, and
+    ``weight`` is 1 on targets ``first`` to the end of ``ids``, 0 before them and on padding."""
+    x = np.full((len(rows), length), pad_id, np.int32)
+    y = np.full((len(rows), length), pad_id, np.int32)
+    weight = np.zeros((len(rows), length), np.float32)
+    for row, (ids, first) in enumerate(rows):
         n = len(ids) - 1
+        if n > length:
+            raise ValueError(f"row {row} holds {n} targets; rows hold {length}")
         x[row, :n], y[row, :n] = ids[:-1], ids[1:]
-        weight[row, 1:n] = 1.0  # position 0 predicts the control token: not trained
+        weight[row, first:n] = 1.0
     return x, y, weight
 
 
@@ -196,10 +207,8 @@ def prompt_rows(tokenizer: CharTokenizer, prompts, answers, length: int):
     prompts, answers = list(prompts), list(answers)
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers: give one answer per prompt")
-    x = np.full((len(prompts), length), tokenizer.pad_id, np.int32)
-    y = np.full((len(prompts), length), tokenizer.pad_id, np.int32)
-    weight = np.zeros((len(prompts), length), np.float32)
     index, unk, sep = tokenizer._index, tokenizer.unk_id, tokenizer.sep_id
+    rows = []
     for row, (prompt, answer) in enumerate(zip(prompts, answers)):
         if not isinstance(prompt, str) or not isinstance(answer, str) or not answer:
             raise TypeError(f"row {row}: prompts and answers are strings, answers non-empty")
@@ -207,8 +216,5 @@ def prompt_rows(tokenizer: CharTokenizer, prompts, answers, length: int):
         tail = [index.get(c, unk) for c in answer] + [sep]
         if len(head) + len(tail) - 1 > length:
             raise ValueError(f"row {row} is {len(head) + len(tail) - 1} tokens; rows hold {length}: shorten the prompt")
-        ids = head + tail
-        n = len(ids) - 1
-        x[row, :n], y[row, :n] = ids[:-1], ids[1:]
-        weight[row, len(head) - 1:n] = 1.0
-    return x, y, weight
+        rows.append((head + tail, len(head) - 1))  # the loss starts where the answer does
+    return shifted_rows(rows, length, tokenizer.pad_id)

@@ -129,6 +129,18 @@ def event_stream(run: GenerationRun) -> Response:
     return response
 
 
+def answer_run(run: GenerationRun) -> Response:
+    """The answer to a started generation: server-sent events if the request asked for a stream, else one JSON
+    answer with the whole text (the run is closed either way, so its ``on_end`` callbacks count and bill it)."""
+    if run.request.stream:
+        return event_stream(run)
+    try:
+        text = "".join(run)
+    finally:
+        run.close()
+    return jsonify(run.answer(text))
+
+
 def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20,
                generators: Iterable[ServedGenerator] = ()) -> Flask:
     """Build the service for ``models`` and ``generators`` (already loaded: loading happens once, before the first
@@ -237,13 +249,7 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20,
             return _error(error.status, str(error))
         run = generator.start(wanted)
         run.on_end.append(observe)
-        if wanted.stream:
-            return event_stream(run)
-        try:
-            text = "".join(run)
-        finally:
-            run.close()
-        return jsonify(run.answer(text))
+        return answer_run(run)
 
     return app
 

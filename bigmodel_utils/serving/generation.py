@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bigmodel_utils.serving.models import BadRequest
+from bigmodel_utils.serving.models import BadRequest, check_unicode
 
 FIELDS = ("prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "stream")
 DEFAULT_MAX_TOKENS = 50
@@ -116,11 +116,7 @@ def validate_generation(payload: Any, max_tokens: int = 200, max_prompt_chars: i
         raise BadRequest(f'"prompt" must be a string, got {type(prompt).__name__}')
     if len(prompt) > max_prompt_chars:
         raise BadRequest(f'"prompt" has {len(prompt)} characters; at most {max_prompt_chars} are accepted', status=413)
-    try:
-        prompt.encode("utf-8")
-    except UnicodeEncodeError as error:  # JSON's \ud800 escape is valid JSON but no character
-        raise BadRequest(f'"prompt": character {error.start} is a lone surrogate (\\u{ord(prompt[error.start]):04x}), '
-                         "not valid Unicode: send text as UTF-8") from None
+    check_unicode(prompt, '"prompt"')
     tokens = _integer(payload, "max_tokens", 1, max_tokens, min(default_max_tokens, max_tokens))
     temperature = _number(payload, "temperature", DEFAULT_TEMPERATURE,
                           lambda t: t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE,

@@ -104,6 +104,17 @@ def stop_in_thread(server, thread: threading.Thread, timeout: float = 10.0) -> N
         wasyncore.close_all(server._map, ignore_all=True)
 
 
+def _run_clients(client, clients: int) -> float:
+    """Run ``client(c)`` for ``c`` in ``range(clients)``, each in its own thread, all at once; the wall time."""
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def load_test(url: str, images: np.ndarray, name: str, clients: int = 8, requests: int = 800,
               warmup: int = 20, timeout: float = 30.0) -> LoadResult:
     """Send ``requests`` single-image predictions from ``clients`` threads; time each one.
@@ -153,13 +164,7 @@ def load_test(url: str, images: np.ndarray, name: str, clients: int = 8, request
         with lock:
             latencies.extend(mine)
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = _run_clients(client, clients)
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return LoadResult(name, clients, requests, errors[0], seconds, len(latencies) / seconds,
                       float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
@@ -363,13 +368,7 @@ def generation_load_test(url: str, name: str, prompts: list[str], clients: int =
             for f in mine_finish:
                 finishes[f] = finishes.get(f, 0) + 1
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = _run_clients(client, clients)
     ms = np.array(firsts) * 1000 if firsts else np.array([np.nan])
     return GenerationLoadResult(name, clients, requests, counts["errors"], seconds, counts["tokens"],
                                 float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 
 from flask import Flask, jsonify, request
 
-from bigmodel_utils.serving.app import _error, event_stream, install_error_handlers, read_json
+from bigmodel_utils.serving.app import _error, answer_run, install_error_handlers, read_json
 from bigmodel_utils.serving.generation import GenerationRun, ServedGenerator
 from bigmodel_utils.serving.models import KINDS, BadRequest, load_served_model
 
@@ -383,14 +383,22 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
         response.headers["Retry-After"] = str(max(1, round(wait)))
         return response
 
-    def serve(name: str, version: str | None):
+    def admitted():
+        """``(key id, None)`` for a caller with a valid key and requests left, else ``(None, the 401 or 429)``.
+        The request is charged here, before its body is read: parsing is work too."""
         key_id = caller()
         if key_id is None:
-            return _error(401, UNAUTHORISED)
-        wait = keys.admit(key_id)  # charged before the body is read: parsing is work too
+            return None, _error(401, UNAUTHORISED)
+        wait = keys.admit(key_id)
         if wait is not None:
-            return quota_exceeded(f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
-                                  f"retry in {wait:.0f} s", wait)
+            return None, quota_exceeded(f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
+                                        f"retry in {wait:.0f} s", wait)
+        return key_id, None
+
+    def serve(name: str, version: str | None):
+        key_id, refusal = admitted()
+        if refusal is not None:
+            return refusal
         try:
             if name in generating:
                 raise BadRequest(f"{name!r} is a text generator: POST /v1/models/{name}/generate", status=404)
@@ -418,13 +426,9 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
 
     @app.post("/v1/models/<name>/generate")
     def generate(name):
-        key_id = caller()
-        if key_id is None:
-            return _error(401, UNAUTHORISED)
-        wait = keys.admit(key_id)  # a request like any other: charged before the body is read
-        if wait is not None:
-            return quota_exceeded(f"quota of {keys.usage(key_id)['quota']} requests per window used up; "
-                                  f"retry in {wait:.0f} s", wait)
+        key_id, refusal = admitted()  # a request like any other: charged before the body is read
+        if refusal is not None:
+            return refusal
         try:
             if name not in generating:
                 where = f": POST /v1/models/{name}/predict" if name in routes else f"; available: {sorted(generating)}"
@@ -459,13 +463,7 @@ def create_maas_app(registry, keys: ApiKeys, routes: dict[str, Route], max_conte
                 log.exception("could not meter the %s tokens of key %s", ended.usage["total_tokens"], key_id)
 
         run.on_end.append(bill)
-        if run.request.stream:
-            return event_stream(run)
-        try:
-            text = "".join(run)
-        finally:
-            run.close()
-        return jsonify(run.answer(text))
+        return answer_run(run)
 
     @app.get("/health")
     def health():  # for load balancers and start-up checks: no key needed, nothing about keys said

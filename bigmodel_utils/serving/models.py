@@ -89,6 +89,15 @@ def validate_images(payload: Any, max_batch: int = 64, shape: tuple[int, int] = 
     return out[..., None]
 
 
+def check_unicode(text: str, where: str) -> None:
+    """Refuse a string that holds a lone surrogate: JSON's ``\\ud800`` escape is valid JSON but no character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRequest(f"{where}: character {error.start} is a lone surrogate (\\u{ord(text[error.start]):04x}), "
+                         "not valid Unicode: send text as UTF-8") from None
+
+
 def validate_texts(payload: Any, max_batch: int = 64, max_length: int = 2000) -> np.ndarray:
     """``{"instances": ["review", ...]}``: non-empty strings of at most ``max_length`` characters → ``(n, 1)`` strings."""
     instances = _instances(payload, max_batch)
@@ -99,11 +108,7 @@ def validate_texts(payload: Any, max_batch: int = 64, max_length: int = 2000) ->
             raise BadRequest(f"instance {i}: the text is empty")
         if len(text) > max_length:
             raise BadRequest(f"instance {i}: {len(text)} characters; at most {max_length} are accepted", status=413)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:  # JSON's \ud800 escape is valid JSON but no character
-            raise BadRequest(f"instance {i}: character {error.start} is a lone surrogate (\\u{ord(text[error.start]):04x}), "
-                             "not valid Unicode: send text as UTF-8") from None
+        check_unicode(text, f"instance {i}")
     return np.array(instances, dtype=object)[:, None]
 
 
