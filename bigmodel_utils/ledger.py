@@ -40,6 +40,12 @@ LEDGER_VERSION = 1
 #: learner's answer): every chapter imports them, none computes a result with them, so a change to them makes no
 #: chapter stale (a new chapter's checkers would otherwise send every chapter back to a FULL run).
 BOOKKEEPING = frozenset({f"{PACKAGE}/book.py", f"{PACKAGE}/ledger.py", f"{PACKAGE}/exercises.py"})
+BOOKKEEPING_PACKAGES = (f"{PACKAGE}/exercises/",)
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Whether the package file ``name`` (``bigmodel_utils/...``) is bookkeeping: it cannot make a chapter stale."""
+    return name in BOOKKEEPING or name.startswith(BOOKKEEPING_PACKAGES)
 
 
 # --- what a chapter is made of ---------------------------------------------------------------------------
@@ -148,7 +154,7 @@ def module_hashes(files: list[str | Path], package_dir: Path = PACKAGE_DIR) -> d
     out = {}
     for f in sorted(Path(f).resolve() for f in files):
         name = f.relative_to(root).as_posix() if f.is_relative_to(root) else None
-        if f.is_relative_to(package_dir.resolve()) and f.is_file() and name not in BOOKKEEPING:
+        if f.is_relative_to(package_dir.resolve()) and f.is_file() and not is_bookkeeping(name):
             out[name] = _sha256_file(f)
     return out
 
@@ -303,7 +309,7 @@ def stale_reasons(notebook: str | Path, results_dir: Path = RESULTS_DIR, package
     reasons = []
     if entry["code_sha256"] != code_sha256(notebook):
         reasons.append("its code cells changed")
-    then = {name: h for name, h in entry.get("modules", {}).items() if name not in BOOKKEEPING}
+    then = {name: h for name, h in entry.get("modules", {}).items() if not is_bookkeeping(name)}
     now = _current_hashes(sorted(then), package_dir)
     changed = sorted(m for m in then if now.get(m) != then.get(m))
     if changed:

@@ -123,6 +123,7 @@ def test_stale_names_a_changed_helper_and_a_changed_lock(tiny_run, tmp_path):
     entry = json.loads((root / "results" / "99_tiny.json").read_text())
     entry["modules"]["bigmodel_utils/scale.py"] = "0" * 64
     entry["modules"]["bigmodel_utils/book.py"] = "0" * 64  # the runner's bookkeeping: computes no result
+    entry["modules"]["bigmodel_utils/exercises/ch05.py"] = "0" * 64  # a checker judges answers, computes no result
     entry["locks"]["requirements.lock"] = "0" * 64
     (tmp_path / "99_tiny.json").write_text(json.dumps(entry))
     reasons = ledger.stale_reasons(nb, tmp_path)
@@ -172,6 +173,13 @@ def test_key_results_is_one_table_cell(monkeypatch, capsys):
 def test_static_imports_follow_the_package():
     files = {p.relative_to(REPO_ROOT).as_posix() for p in ledger.imported_modules(REPO_ROOT / "chapters" / "07_transformers_bert.ipynb")}
     assert {"bigmodel_utils/models/bert.py", "bigmodel_utils/notebook.py", "bigmodel_utils/__init__.py"} <= files
+
+
+def test_the_exercise_checkers_are_bookkeeping():
+    assert ledger.is_bookkeeping("bigmodel_utils/exercises/__init__.py")
+    assert ledger.is_bookkeeping("bigmodel_utils/exercises/ch14.py")
+    assert not ledger.is_bookkeeping("bigmodel_utils/scale.py")
+    assert not ledger.module_hashes([REPO_ROOT / "bigmodel_utils" / "exercises" / "ch05.py"])
 
 
 def test_prose_numbers_lists_numbers_outside_code_maths_and_references(tmp_path):
