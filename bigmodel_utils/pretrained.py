@@ -166,24 +166,38 @@ def embed_sentences(model, tokenizer, texts, max_length: int = MINILM_MAX_LENGTH
 
 
 def keras_hub_reference(folder: str | Path | None = None, exact_gelu: bool = True):
-    """keras-hub's ``BertBackbone`` with the checkpoint: the independent implementation ours is checked against.
+    """keras-hub's BERT with the checkpoint: the independent implementation ours is checked against.
 
-    keras-hub builds BERT with the tanh approximation of GELU; the checkpoint was trained with the exact
-    (erf) GELU. ``exact_gelu=True`` builds keras-hub's model with the exact one (its BERT backbone takes
-    the activation from a module-level name, swapped here only while the model is built).
+    keras-hub's ``BertBackbone`` builds its encoder layers with the tanh approximation of GELU and takes no
+    argument to change it; the checkpoint was trained with the exact (erf) GELU. ``exact_gelu=False`` returns
+    the backbone as keras-hub builds it. ``exact_gelu=True`` keeps the backbone's own embedding layers and
+    pooler, and rebuilds the encoder stack from keras-hub's public ``TransformerEncoder`` layer with
+    ``activation="gelu"`` (exact in Keras 3), each given the weights of the backbone's layer it replaces: only
+    public keras-hub names, so an upgrade that changes the backbone fails loudly here instead of silently.
+    The model takes and returns what ``BertBackbone`` does (dicts of ``token_ids``, ``segment_ids``,
+    ``padding_mask``; ``sequence_output``, ``pooled_output``).
     """
     from bigmodel_utils.data import load_dataset
 
     keras_hub = _keras_hub()
     import keras
-    from keras_hub.src.models.bert import bert_backbone
 
     folder = load_dataset("minilm_l6_v2") if folder is None else Path(folder)
+    backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
     if not exact_gelu:
-        return keras_hub.models.BertBackbone.from_preset(str(folder))
-    original = bert_backbone.gelu_approximate
-    bert_backbone.gelu_approximate = lambda x: keras.activations.gelu(x, approximate=False)
-    try:
-        return keras_hub.models.BertBackbone.from_preset(str(folder))
-    finally:
-        bert_backbone.gelu_approximate = original
+        return backbone
+    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
+              for name in ("token_ids", "segment_ids", "padding_mask")}
+    tokens = backbone.get_layer("token_embedding")(inputs["token_ids"])
+    x = backbone.get_layer("embeddings_add")((tokens, backbone.get_layer("position_embedding")(tokens),
+                                              backbone.get_layer("segment_embedding")(inputs["segment_ids"])))
+    x = backbone.get_layer("embeddings_layer_norm")(x)
+    for i in range(backbone.num_layers):
+        original = backbone.get_layer(f"transformer_layer_{i}")
+        layer = keras_hub.layers.TransformerEncoder(
+            intermediate_dim=backbone.intermediate_dim, num_heads=backbone.num_heads, activation="gelu",
+            layer_norm_epsilon=original.layer_norm_epsilon, name=f"transformer_layer_{i}")
+        x = layer(x, padding_mask=inputs["padding_mask"])
+        layer.set_weights(original.get_weights())
+    pooled = backbone.get_layer("pooled_dense")(x[:, 0, :])
+    return keras.Model(inputs, {"sequence_output": x, "pooled_output": pooled}, name="bert_exact_gelu")
