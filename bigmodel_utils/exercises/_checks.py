@@ -31,3 +31,13 @@ def share_of_long_reviews(answer: Any, split: str, limit: int, what: str) -> Non
     if value > 1:
         raise Wrong("a fraction lies between 0 and 1 (did you give a count or a percentage?).")
     close(value, float((texts.str.len() > limit).mean()), 0.001, what)
+
+
+def quiet_keras():
+    """Keras, imported with TensorFlow's start-up noise silenced (checkers that compare with a Keras layer)."""
+    from bigmodel_utils.notebook import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    return keras

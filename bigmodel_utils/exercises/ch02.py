@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import close, must_be_function, returned
+from bigmodel_utils.exercises._checks import close, must_be_function, quiet_keras, returned
 
 
 @exercise("02.1", hint='Differentiate 1 / (1 + e^-z) and write the result in terms of the sigmoid itself, so that you compute it only once.')
@@ -55,11 +55,8 @@ def _ex_02_3(answer: Any) -> None:
 def _ex_02_4(answer: Any) -> None:
     import numpy as np
 
-    from bigmodel_utils.notebook import quiet_tensorflow
-
     must_be_function(answer)
-    quiet_tensorflow()
-    import keras
+    keras = quiet_keras()
 
     rng = np.random.default_rng()  # fresh inputs on every check
     for lr, momentum in [(0.05, 0.9), (float(rng.uniform(0.005, 0.05)), float(rng.uniform(0.3, 0.95))), (0.1, 0.0)]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import must_be_function, quiet_keras, returned
 
 
 @exercise("05.1", hint='Along 28 pixels, how many positions can a window 3 pixels wide take? Each filter has one weight per kernel pixel and input channel, plus a bias.')
@@ -44,11 +44,8 @@ def _ex_05_2(answer: Any) -> None:
 def _ex_05_3(answer: Any) -> None:
     import numpy as np
 
-    from bigmodel_utils.notebook import quiet_tensorflow
-
     must_be_function(answer)
-    quiet_tensorflow()
-    import keras
+    keras = quiet_keras()
 
     rng = np.random.default_rng()  # fresh inputs on every check
     cases = [(1, 5, 5, 1, 1, 3), (2, 6, 7, 3, 4, 3), (1, 8, 6, 2, 3, 5), (2, 4, 4, 3, 2, 1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned, share_of_long_reviews
+from bigmodel_utils.exercises._checks import must_be_function, quiet_keras, returned, share_of_long_reviews
 
 
 @exercise("06.1", hint='The reviews are a pandas column of strings; its .str accessor measures lengths.')
@@ -29,11 +29,8 @@ def _ex_06_2(answer: Any) -> None:
 def _ex_06_3(answer: Any) -> None:
     import numpy as np
 
-    from bigmodel_utils.notebook import quiet_tensorflow
-
     must_be_function(answer)
-    quiet_tensorflow()
-    import keras
+    keras = quiet_keras()
 
     rng = np.random.default_rng()  # fresh inputs on every check
     for batch, d, units in [(2, 3, 4), (5, 7, 2), (1, 1, 1), (3, int(rng.integers(2, 9)), int(rng.integers(2, 9)))]:

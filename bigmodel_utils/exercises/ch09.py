@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import must_be_function, quiet_keras, returned
 
 
 @exercise("09.1", hint='Chapter 01 gives the bytes per parameter of mixed-precision Adam training; a device cannot hold a fraction of a model.')
@@ -25,11 +25,8 @@ def _ex_09_1(answer: Any) -> None:
 
 @exercise("09.2", hint='Two phases: a straight line up to the peak during warm-up, then half a cosine down to zero; what should the rate be past the last step?')
 def _ex_09_2(answer: Any) -> None:
-    from bigmodel_utils.notebook import quiet_tensorflow
-
     must_be_function(answer)
-    quiet_tensorflow()
-    import keras
+    keras = quiet_keras()
 
     for peak, warmup, total in [(1e-3, 10, 100), (0.5, 3, 7), (2e-4, 100, 1000)]:
         schedule = keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_target=peak, warmup_steps=warmup)
