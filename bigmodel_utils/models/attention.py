@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigmodel_utils.scratch import softmax  # chapter 02's, shifted by the maximum so exp never overflows
+
 # --- NumPy reference ------------------------------------------------------------------------------------
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def causal_mask(n: int) -> np.ndarray:
@@ -54,31 +50,3 @@ def multi_head_attention(x_q: np.ndarray, x_kv: np.ndarray, weights: list[np.nda
     v = np.einsum("bnd,dhk->bhnk", x_kv, wv) + bv[:, None, :]
     out, attn = scaled_dot_product_attention(q, k, v, None if mask is None else np.asarray(mask)[:, None])
     return np.einsum("bhnk,hkd->bnd", out, wo) + bo, attn
-
-
-def mlm_mask(token_ids: np.ndarray, mask_id: int, vocab_size: int, special_ids=(0,), rate: float = 0.15,
-             rng: np.random.Generator | None = None):
-    """BERT's masked-language-model corruption (chapter 07); returns ``(inputs, labels, weights)``.
-
-    Of the real tokens (not padding or other ``special_ids``), ``rate`` are chosen as prediction targets;
-    of those, 80 % are replaced by ``mask_id``, 10 % by a random ordinary token and 10 % left unchanged (so
-    the model cannot learn that only ``[MASK]`` positions matter). ``labels`` holds the original ids and
-    ``weights`` is 1 at the chosen positions and 0 elsewhere: the loss counts only those.
-    """
-    ids = np.asarray(token_ids)
-    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"token_ids must be a 2-D integer array (batch, length), got {ids.dtype} {ids.shape}")
-    if not 0.0 < rate < 1.0:
-        raise ValueError(f"rate must be between 0 and 1, got {rate}")
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of {vocab_size}")
-    rng = np.random.default_rng() if rng is None else rng
-    special = np.isin(ids, list(special_ids) + [mask_id])
-    chosen = (rng.random(ids.shape) < rate) & ~special
-    roll = rng.random(ids.shape)
-    inputs = ids.copy()
-    inputs[chosen & (roll < 0.8)] = mask_id
-    ordinary = np.setdiff1d(np.arange(vocab_size), list(special_ids) + [mask_id])
-    random_slots = chosen & (roll >= 0.8) & (roll < 0.9)
-    inputs[random_slots] = rng.choice(ordinary, size=int(random_slots.sum()))
-    return inputs, ids.copy(), chosen.astype(np.float32)

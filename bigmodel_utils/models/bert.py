@@ -1,9 +1,10 @@
 """A mini-BERT for Chinese text: character tokenizer, masked-language-model head, classifier (chapter 07).
 
 The encoder itself is :func:`bigmodel_utils.models.transformer.build_encoder`; this module adds what BERT
-puts around it: a vocabulary with special tokens, the targets of masked-language modelling gathered at
-the chosen positions (so the output layer runs on 15 % of the positions, not all of them), the MLM head,
-a classifier head that averages over the real (non-padding) positions, and per-head attention maps.
+puts around it: a vocabulary with special tokens, the masked-language-model corruption (:func:`mlm_mask`,
+80/10/10), its targets gathered at the chosen positions (so the output layer runs on 15 % of the positions,
+not all of them), the MLM head, a classifier head that averages over the real (non-padding) positions, and
+per-head attention maps.
 The Keras layers it uses live with the other encoder layers in :mod:`bigmodel_utils.models.transformer`.
 """
 
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bigmodel_utils.models.attention import mlm_mask
 from bigmodel_utils.models.transformer import (GatherPositions, TiedLogits, TransformerEncoderBlock,  # noqa: F401
                                                gather_positions, keras)
 
@@ -104,14 +104,42 @@ def chunk_texts(texts, length: int) -> list[str]:
     return [t[i:i + length] for t in texts for i in range(0, len(t), length) if t[i:i + length].strip()]
 
 
+def mlm_mask(token_ids: np.ndarray, mask_id: int, vocab_size: int, special_ids=(0,), rate: float = 0.15,
+             rng: np.random.Generator | None = None):
+    """BERT's masked-language-model corruption (chapter 07); returns ``(inputs, labels, weights)``.
+
+    Of the real tokens (not padding or other ``special_ids``), ``rate`` are chosen as prediction targets;
+    of those, 80 % are replaced by ``mask_id``, 10 % by a random ordinary token and 10 % left unchanged (so
+    the model cannot learn that only ``[MASK]`` positions matter). ``labels`` holds the original ids and
+    ``weights`` is 1 at the chosen positions and 0 elsewhere: the loss counts only those.
+    """
+    ids = np.asarray(token_ids)
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"token_ids must be a 2-D integer array (batch, length), got {ids.dtype} {ids.shape}")
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"rate must be between 0 and 1, got {rate}")
+    if not 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of {vocab_size}")
+    rng = np.random.default_rng() if rng is None else rng
+    special = np.isin(ids, list(special_ids) + [mask_id])
+    chosen = (rng.random(ids.shape) < rate) & ~special
+    roll = rng.random(ids.shape)
+    inputs = ids.copy()
+    inputs[chosen & (roll < 0.8)] = mask_id
+    ordinary = np.setdiff1d(np.arange(vocab_size), list(special_ids) + [mask_id])
+    random_slots = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[random_slots] = rng.choice(ordinary, size=int(random_slots.sum()))
+    return inputs, ids.copy(), chosen.astype(np.float32)
+
+
 def mlm_targets(token_ids: np.ndarray, tokenizer: CharTokenizer, max_predictions: int, rng: np.random.Generator,
                 rate: float = 0.15):
     """One masked-language-model batch: ``(inputs, positions, labels, weights)``.
 
-    :func:`~bigmodel_utils.models.attention.mlm_mask` corrupts 15 % of the characters (80/10/10); the
-    chosen positions of each row are listed in ``positions`` (padded to ``max_predictions`` with weight 0)
-    so that the model predicts only there. A row with more chosen positions than ``max_predictions``
-    keeps the first ones and gets the others back uncorrupted.
+    :func:`mlm_mask` corrupts 15 % of the characters (80/10/10); the chosen positions of each row are
+    listed in ``positions`` (padded to ``max_predictions`` with weight 0) so that the model predicts only
+    there. A row with more chosen positions than ``max_predictions`` keeps the first ones and gets the
+    others back uncorrupted.
     """
     special = (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id)
     inputs, labels, chosen = mlm_mask(token_ids, tokenizer.mask_id, len(tokenizer), special_ids=special, rate=rate, rng=rng)

@@ -10,16 +10,34 @@ from typing import Sequence
 import numpy as np
 
 
+def first_bad_pixel(images, value_range: tuple[float, float] = (0.0, 1.0)) -> tuple[int, ...] | None:
+    """The index of the first pixel that is NaN, infinite or outside ``value_range``; ``None`` when every one is fine.
+
+    The book's one rule for pixel values: :func:`prepare_images` (chapter 05) and the service's
+    ``serving.validate_images`` (chapter 11) both apply it, each wording the answer for its caller.
+    """
+    images = np.asarray(images)
+    lo, hi = value_range
+    fine = np.isfinite(images) & (images >= lo) & (images <= hi)
+    if fine.all():
+        return None
+    return tuple(int(k) for k in np.unravel_index(np.argmin(fine), fine.shape))  # argmin: the first False
+
+
 def prepare_images(x, image_shape: tuple[int, int] = (8, 8), value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Check a batch of grey images and return it as float32 ``(n, height, width, 1)``.
 
     Accepts one image ``(h, w)``, a batch ``(n, h, w)`` or ``(n, h, w, 1)``, as a NumPy array or nested
     lists. Raises ``ValueError`` with a message saying what to send when the shape is wrong, a value is
-    NaN or infinite, or a value lies outside ``value_range``; ``TypeError`` for non-numeric input. (The
-    service of chapter 11 validates JSON requests with ``serving.validate_images``, which says which pixel is wrong.)
+    NaN or infinite, or a value lies outside ``value_range`` (naming the first such pixel, found by
+    :func:`first_bad_pixel`); ``TypeError`` for non-numeric input. (The service of chapter 11 validates JSON
+    requests with ``serving.validate_images``, which applies the same pixel rule.)
     """
     try:
         arr = np.asarray(x, dtype=np.float64)
+    except OverflowError:
+        raise ValueError("a pixel value is an integer too large for a float: pixel values lie in "
+                         f"[{value_range[0]}, {value_range[1]}] (scale them first)") from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"images must be numbers in nested lists or an array, not {type(x).__name__}: {exc}") from None
     h, w = image_shape
@@ -31,11 +49,16 @@ def prepare_images(x, image_shape: tuple[int, int] = (8, 8), value_range: tuple[
         raise ValueError(
             f"expected grey images of {h}x{w} pixels: shape ({h}, {w}), (n, {h}, {w}) or (n, {h}, {w}, 1); got shape {arr.shape}"
         )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("images contain NaN or infinite values")
-    lo, hi = value_range
-    if arr.min() < lo or arr.max() > hi:
-        raise ValueError(f"pixel values must lie in [{lo}, {hi}] (scale them first); got values in [{arr.min():g}, {arr.max():g}]")
+    bad = first_bad_pixel(arr, value_range)
+    if bad is not None:
+        i, r, c = bad
+        where = f"image {i}, pixel ({r}, {c}) = {arr[bad]:g}"
+        if not np.isfinite(arr[bad]):
+            raise ValueError(f"images contain NaN or infinite values (the first: {where})")
+        lo, hi = value_range
+        finite = arr[np.isfinite(arr)]
+        raise ValueError(f"pixel values must lie in [{lo}, {hi}] (scale them first); got values in "
+                         f"[{finite.min():g}, {finite.max():g}] (the first outside: {where})")
     return arr.astype(np.float32)[..., None]
 
 

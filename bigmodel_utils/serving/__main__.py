@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bigmodel_utils.serving.generation import default_gpt_stem, gpt_files
-from bigmodel_utils.serving.models import default_model_path
+from bigmodel_utils.serving.served import default_model_path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from werkzeug.exceptions import HTTPException
 
 from bigmodel_utils.serving.generation import GenerationRun, ServedGenerator
-from bigmodel_utils.serving.models import BadRequest, ServedModel
+from bigmodel_utils.serving.served import ServedModel
+from bigmodel_utils.serving.validation import BadRequest
 
 log = logging.getLogger("bigmodel_utils.serving")
 
@@ -158,21 +159,22 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20,
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=int(max_content_length), JSON_SORT_KEYS=False, DEBUG=False,
                       PROPAGATE_EXCEPTIONS=False)
-    registry = CollectorRegistry()  # one per app: tests and several apps in a process never collide
+    metrics_registry = CollectorRegistry()  # one per app: tests and several apps in a process never collide
     requests_total = Counter("bigmodel_requests", "HTTP requests by model, endpoint and status",
-                             ["model", "endpoint", "status"], registry=registry)
+                             ["model", "endpoint", "status"], registry=metrics_registry)
     latency = Histogram("bigmodel_request_seconds", "Time to answer a prediction request",
-                        ["model"], buckets=LATENCY_BUCKETS, registry=registry)
-    predictions_total = Counter("bigmodel_predictions", "Instances predicted", ["model"], registry=registry)
+                        ["model"], buckets=LATENCY_BUCKETS, registry=metrics_registry)
+    predictions_total = Counter("bigmodel_predictions", "Instances predicted", ["model"], registry=metrics_registry)
     generated_total = Counter("bigmodel_generated_tokens", "Tokens generated (the end-of-text token included)",
-                              ["model"], registry=registry)
-    prompt_total = Counter("bigmodel_prompt_tokens", "Prompt tokens read by generators", ["model"], registry=registry)
+                              ["model"], registry=metrics_registry)
+    prompt_total = Counter("bigmodel_prompt_tokens", "Prompt tokens read by generators", ["model"],
+                           registry=metrics_registry)
     generations_total = Counter("bigmodel_generations", "Generations by how they ended", ["model", "finish_reason"],
-                                registry=registry)
+                                registry=metrics_registry)
     first_token = Histogram("bigmodel_time_to_first_token_seconds", "Time from a valid generation request to its "
-                            "first token", ["model"], buckets=GENERATION_BUCKETS, registry=registry)
+                            "first token", ["model"], buckets=GENERATION_BUCKETS, registry=metrics_registry)
     generation_seconds = Histogram("bigmodel_generation_seconds", "Time from a valid generation request to its "
-                                   "last token", ["model"], buckets=GENERATION_BUCKETS, registry=registry)
+                                   "last token", ["model"], buckets=GENERATION_BUCKETS, registry=metrics_registry)
     page = resources.files("bigmodel_utils.serving").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.after_request
@@ -199,7 +201,7 @@ def create_app(models: Iterable[ServedModel], max_content_length: int = 1 << 20,
 
     @app.get("/metrics")
     def metrics():
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics_registry), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/models")
     def list_models():

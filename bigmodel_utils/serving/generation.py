@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bigmodel_utils.serving.models import BadRequest, check_unicode
+from bigmodel_utils.serving.validation import BadRequest, check_unicode
 
 FIELDS = ("prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "stream")
 DEFAULT_MAX_TOKENS = 50

@@ -46,7 +46,8 @@ from flask import Flask, jsonify, request
 
 from bigmodel_utils.serving.app import _error, answer_run, install_error_handlers, read_json
 from bigmodel_utils.serving.generation import GenerationRun, ServedGenerator
-from bigmodel_utils.serving.models import KINDS, BadRequest, load_served_model
+from bigmodel_utils.serving.served import KINDS, load_served_model
+from bigmodel_utils.serving.validation import BadRequest
 
 KEY_PREFIX = "bm"
 log = logging.getLogger("bigmodel_utils.serving.maas")

@@ -1,5 +1,6 @@
-"""The data registry: one manifest (``data/registry.json``) naming every data set the book uses.
+"""The data manifest: one file (``data/registry.json``) naming every data set the book uses.
 
+:class:`DataManifest` is the parsed file; :func:`list_datasets` and :func:`dataset_info` read the book's own.
 Each entry has a name, a one-line description, a licence and a source:
 
 - ``package``: files shipped inside an installed Python distribution (works offline), each with the
@@ -20,11 +21,11 @@ from bigmodel_utils.paths import MANIFEST_PATH
 
 
 class DataError(Exception):
-    """Base class of every data-registry error; its message says what to do."""
+    """Base class of every data error; its message says what to do."""
 
 
 class UnknownDatasetError(DataError, KeyError):
-    """A data-set name that the registry does not know."""
+    """A data-set name that the manifest does not know."""
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0]) if self.args else ""
@@ -55,7 +56,7 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A registry entry (see ``python -m bigmodel_utils.data list``)."""
+    """One data set of the manifest (see ``python -m bigmodel_utils.data list``)."""
 
     name: str
     description: str
@@ -132,11 +133,12 @@ def _parse_entry(raw: dict) -> DatasetEntry:
     )
 
 
-class Registry:
-    """The parsed manifest. ``Registry()`` reads the book's own ``data/registry.json``."""
+class DataManifest:
+    """The parsed manifest ``data/registry.json``: every data set by name. ``DataManifest()`` reads the book's own;
+    ``DataManifest(path)`` another manifest file (the tests' small ones)."""
 
-    def __init__(self, manifest: str | Path | None = None):
-        path = Path(manifest) if manifest is not None else MANIFEST_PATH
+    def __init__(self, path: str | Path | None = None):
+        path = Path(path) if path is not None else MANIFEST_PATH
         if not path.is_file():
             raise ManifestError(
                 f"data manifest not found at {path}; the book's manifest is data/registry.json "
@@ -175,3 +177,26 @@ class Registry:
                 f"unknown data set {name!r}.{hint} Known data sets: {', '.join(self._entries)} "
                 "(see 'python -m bigmodel_utils.data list')"
             ) from None
+
+
+_book_manifest: DataManifest | None = None
+
+
+def get_manifest(manifest: DataManifest | None = None) -> DataManifest:
+    """The manifest to use: the one given, else the book's own (read once)."""
+    global _book_manifest
+    if manifest is not None:
+        return manifest
+    if _book_manifest is None:
+        _book_manifest = DataManifest()
+    return _book_manifest
+
+
+def list_datasets(manifest: DataManifest | None = None) -> list[str]:
+    """The names of every data set in the manifest, offline ones first as listed there."""
+    return get_manifest(manifest).names()
+
+
+def dataset_info(name: str, manifest: DataManifest | None = None) -> DatasetEntry:
+    """The manifest entry of ``name`` (description, licence, source, files)."""
+    return get_manifest(manifest)[name]

@@ -1,30 +1,22 @@
-"""What the service serves: a model loaded once, its metadata, and the validation of its inputs (chapter 11).
+"""What the service serves: a model loaded once, with its metadata and its validator (chapter 11).
 
-Every request is validated here before it reaches a model: a bad payload raises :class:`BadRequest` with a
-message that says what to send, and the web layer turns it into a JSON 400. Models are loaded only from
-files the book saved (``.keras``, never pickle), once per process, and run through one traced
-``tf.function`` per model, not ``model.predict`` per request (which rebuilds a data pipeline every call).
+Models are loaded only from files the book saved (``.keras``, never pickle), once per process, and run through
+one traced ``tf.function`` per model, not ``model.predict`` per request (which rebuilds a data pipeline every
+call). Each :class:`ServedModel` validates its requests with :mod:`bigmodel_utils.serving.validation` first.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from bigmodel_utils.serving.validation import validate_images, validate_texts
+
 KINDS = ("digits", "reviews")
-
-
-class BadRequest(ValueError):
-    """The request cannot be served as sent; the message says what to send instead (a 4xx)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def default_model_path(kind: str, smoke: bool = False) -> Path:
@@ -41,78 +33,6 @@ def default_model_path(kind: str, smoke: bool = False) -> Path:
     candidates = [model_path(f"reviews_zh_{network}{suffix}.keras") for network in ("bilstm", "gru", "lstm")]
     existing = [p for p in candidates if p.is_file()]
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else candidates[0]
-
-
-# --- validation -----------------------------------------------------------------------------------------
-
-
-def _instances(payload: Any, max_batch: int) -> list:
-    if not isinstance(payload, dict):
-        raise BadRequest('send a JSON object: {"instances": [...]}')
-    if "instances" not in payload:
-        raise BadRequest('missing field "instances": send {"instances": [...]} with one entry per input')
-    unknown = sorted(set(payload) - {"instances"})
-    if unknown:
-        raise BadRequest(f"unknown field(s) {unknown}: only \"instances\" is accepted")
-    instances = payload["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise BadRequest('"instances" must be a non-empty list')
-    if len(instances) > max_batch:
-        raise BadRequest(f"at most {max_batch} instances per request, got {len(instances)}: split the batch", status=413)
-    return instances
-
-
-def validate_images(payload: Any, max_batch: int = 64, shape: tuple[int, int] = (8, 8)) -> np.ndarray:
-    """``{"instances": [image, ...]}`` with each image ``shape`` rows of numbers in [0, 1] → float32 ``(n, h, w, 1)``."""
-    instances = _instances(payload, max_batch)
-    h, w = shape
-    out = np.empty((len(instances), h, w), dtype=np.float32)
-    for i, image in enumerate(instances):
-        where = f"instance {i}"
-        if not isinstance(image, list) or len(image) != h:
-            raise BadRequest(f"{where}: an image is a list of {h} rows of {w} numbers")
-        for r, row in enumerate(image):
-            if not isinstance(row, list) or len(row) != w:
-                raise BadRequest(f"{where}, row {r}: each row is a list of {w} numbers")
-            for c, v in enumerate(row):
-                # bool is a subclass of int in Python: JSON true/false are not pixel values
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise BadRequest(f"{where}, pixel ({r}, {c}): expected a number, got {type(v).__name__}")
-                if isinstance(v, float) and not math.isfinite(v):
-                    raise BadRequest(f"{where}, pixel ({r}, {c}): NaN and infinity are not pixel values")
-                # compared as written: a JSON integer may have hundreds of digits, too many for a float
-                if not 0 <= v <= 1:
-                    shown = f"{v:g}" if isinstance(v, float) else (str(v) if abs(v) < 10**15 else "a huge integer")
-                    raise BadRequest(f"{where}, pixel ({r}, {c}) = {shown}: pixel values lie in [0, 1] (divide 0-16 "
-                                     "or 0-255 values by their maximum)")
-                out[i, r, c] = v
-    return out[..., None]
-
-
-def check_unicode(text: str, where: str) -> None:
-    """Refuse a string that holds a lone surrogate: JSON's ``\\ud800`` escape is valid JSON but no character."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise BadRequest(f"{where}: character {error.start} is a lone surrogate (\\u{ord(text[error.start]):04x}), "
-                         "not valid Unicode: send text as UTF-8") from None
-
-
-def validate_texts(payload: Any, max_batch: int = 64, max_length: int = 2000) -> np.ndarray:
-    """``{"instances": ["review", ...]}``: non-empty strings of at most ``max_length`` characters → ``(n, 1)`` strings."""
-    instances = _instances(payload, max_batch)
-    for i, text in enumerate(instances):
-        if not isinstance(text, str):
-            raise BadRequest(f"instance {i}: expected a string, got {type(text).__name__}")
-        if not text.strip():
-            raise BadRequest(f"instance {i}: the text is empty")
-        if len(text) > max_length:
-            raise BadRequest(f"instance {i}: {len(text)} characters; at most {max_length} are accepted", status=413)
-        check_unicode(text, f"instance {i}")
-    return np.array(instances, dtype=object)[:, None]
-
-
-# --- the served model -------------------------------------------------------------------------------------
 
 
 @dataclass

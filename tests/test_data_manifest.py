@@ -1,4 +1,4 @@
-"""The registry manifest and the offline loaders."""
+"""The data manifest (data/registry.json) and the offline loaders."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from bigmodel_utils.data import (
     ChecksumError,
+    DataManifest,
     ManifestError,
     MissingPackageError,
-    Registry,
     UnknownDatasetError,
     dataset_info,
     fetch,
@@ -65,32 +65,32 @@ def test_malformed_manifest_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "m.json"
     path.write_text(content)
     with pytest.raises(ManifestError, match=message):
-        Registry(path)
+        DataManifest(path)
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
-        Registry(tmp_path / "nope.json")
+        DataManifest(tmp_path / "nope.json")
 
 
-def _package_registry(tmp_path, module: str, path: str, sha: str) -> Registry:
+def _package_manifest(tmp_path, module: str, path: str, sha: str) -> DataManifest:
     m = {"datasets": [{"name": "p", "description": "d", "licence": "l", "offline": True,
                        "source": {"kind": "package", "distribution": "some-dist",
                                   "files": [{"module": module, "path": path, "sha256": sha}]}}]}
     (tmp_path / "m.json").write_text(json.dumps(m))
-    return Registry(tmp_path / "m.json")
+    return DataManifest(tmp_path / "m.json")
 
 
 def test_package_file_with_wrong_checksum_is_refused(tmp_path):
-    reg = _package_registry(tmp_path, "palmerpenguins", "data/penguins-raw.csv", "0" * 64)
+    manifest = _package_manifest(tmp_path, "palmerpenguins", "data/penguins-raw.csv", "0" * 64)
     with pytest.raises(ChecksumError, match="sha256 mismatch"):
-        fetch("p", reg)
+        fetch("p", manifest)
 
 
 def test_missing_package_says_how_to_install(tmp_path):
-    reg = _package_registry(tmp_path, "no_such_module_xyz", "f.txt", "0" * 64)
+    manifest = _package_manifest(tmp_path, "no_such_module_xyz", "f.txt", "0" * 64)
     with pytest.raises(MissingPackageError, match="pip install some-dist"):
-        fetch("p", reg)
+        fetch("p", manifest)
 
 
 def test_digits_loader_and_split():
@@ -221,3 +221,10 @@ def test_online_loaders_parse_their_file_formats(tmp_path, monkeypatch):
         assert np.array_equal(load_dataset(name, split="test")[0], x_te / np.float32(255.0))
     seq_train, labels = load_dataset("imdb", split="train")
     assert [s.tolist() for s in seq_train] == [[1, 14, 22], [1, 5]] and labels.tolist() == [1, 0]
+
+
+def test_every_public_name_of_the_package_resolves():
+    import bigmodel_utils.data as data
+
+    assert all(getattr(data, name) for name in data.__all__)  # load_dataset too, imported on first use
+    assert data.load_dataset is load_dataset
