@@ -38,6 +38,7 @@ class Exercise:
     id: str
     hint: str
     checker: Callable[[Any], None]
+    takes_function: bool = False
 
 
 _EXERCISES: dict[str, Exercise] = {}
@@ -50,14 +51,18 @@ def _parse(exercise_id: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def exercise(exercise_id: str, hint: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-    """Register a checker for ``exercise_id`` (``"NN.k"``), with the hint :func:`hint` prints."""
+def exercise(exercise_id: str, hint: str, takes_function: bool = False) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """Register a checker for ``exercise_id`` (``"NN.k"``), with the hint :func:`hint` prints.
+
+    ``takes_function=True``: the learner writes a function, which the checker runs on fresh inputs; any other
+    answer is refused before the checker sees it.
+    """
     _parse(exercise_id)
     if exercise_id in _EXERCISES:
         raise ValueError(f"exercise {exercise_id} is registered twice")
 
     def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-        _EXERCISES[exercise_id] = Exercise(exercise_id, hint, fn)
+        _EXERCISES[exercise_id] = Exercise(exercise_id, hint, fn, takes_function)
         return fn
 
     return register
@@ -101,6 +106,8 @@ def verdict(exercise_id: str, answer: Any) -> tuple[bool, str]:
     ex = get_exercise(exercise_id)
     if answer is Ellipsis or answer is None:
         return False, "no answer yet: replace the ... (or None) with your answer."
+    if ex.takes_function and not callable(answer):
+        return False, "answer with a function (def ...), not a value."
     try:
         ex.checker(answer)
     except Wrong as exc:

@@ -1,4 +1,4 @@
-"""What the chapter checkers share: number comparison, answers that must be functions, long reviews."""
+"""What the chapter checkers share: number comparison, finished functions, long reviews, Keras, (answer, data) pairs."""
 
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ def close(answer: Any, expected: float, rel: float, what: str) -> None:
         raise Wrong(f"{value:.4g} is {direction} for {what}.")
 
 
-def must_be_function(answer: Any) -> None:
-    if not callable(answer):
-        raise Wrong("answer with a function (def ...), not a value.")
-
 def returned(value: Any, name: str) -> Any:
     if value is None or value is Ellipsis:
         raise Wrong(f"{name} returned {value!r}: finish the function (did you forget `return`?).")
     return value
+
 
 def share_of_long_reviews(answer: Any, split: str, limit: int, what: str) -> None:
     from bigmodel_utils.data import load_dataset
@@ -41,3 +38,13 @@ def quiet_keras():
     import keras
 
     return keras
+
+
+def answer_and_data(answer: Any, data: str, todo: str) -> tuple[Any, Any]:
+    """Unpack ``(value, data)``, the pair an exercise cell passes when the checker needs the chapter's own data."""
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        raise Wrong(f"pass (your answer, {data}), as the cell does.")
+    value, extra = answer
+    if value is None or value is Ellipsis:
+        raise Wrong(f"no answer yet: {todo}.")
+    return value, extra

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
 @exercise("00.1", hint='The loader returns a pair (images, labels). The first axis of the image array counts the images; the other axes are one image.')
@@ -35,11 +37,8 @@ def _ex_00_2(answer: Any) -> None:
 
 
 @exercise("00.3", hint="How many numbers does the product have? Each one is a sum of products: count the multiplications "
-                       "and the additions that make it, the way the chapter counts them for square matrices.")
+                       "and the additions that make it, the way the chapter counts them for square matrices.", takes_function=True)
 def _ex_00_3(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for m, k, n in [(2, 3, 4), (1, 1, 1), *(tuple(int(v) for v in rng.integers(1, 3000, 3)) for _ in range(3))]:
         got = returned(answer(m, k, n), "matmul_flops")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import close, must_be_function, returned
+from bigmodel_utils.exercises._checks import close, returned
 
 
 @exercise("01.1", hint='An LSTM has three gates and a candidate, each a block of weights that reads the input and the previous state, and has a bias.')
@@ -33,13 +35,10 @@ def _ex_01_3(answer: Any) -> None:
 
 
 @exercise("01.4", hint="Start from the training compute of the chapter's rule of thumb; the devices deliver their peak "
-                       "speed times the utilisation, every second; a day has 86,400 of them.")
+                       "speed times the utilisation, every second; a day has 86,400 of them.", takes_function=True)
 def _ex_01_4(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.scale import training_flops
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     cases = [(7e9, 2e12, 1024, 312e12, 0.4), (1e9, 20e9, 8, 100e12, 0.5)]
     cases += [(float(10 ** rng.uniform(8, 11)), float(10 ** rng.uniform(10, 13)), int(rng.integers(1, 4096)),

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import close, must_be_function, quiet_keras, returned
+from bigmodel_utils.exercises._checks import close, quiet_keras, returned
 
 
-@exercise("02.1", hint='Differentiate 1 / (1 + e^-z) and write the result in terms of the sigmoid itself, so that you compute it only once.')
+@exercise("02.1", hint='Differentiate 1 / (1 + e^-z) and write the result in terms of the sigmoid itself, so that you compute it only once.', takes_function=True)
 def _ex_02_1(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.scratch import sigmoid
 
-    must_be_function(answer)
     z = np.linspace(-30, 30, 121)
     got = np.asarray(returned(answer(z), "sigmoid_grad(z)"), dtype=float)
     if got.shape != z.shape:
@@ -27,19 +26,14 @@ def _ex_02_1(answer: Any) -> None:
 
 @exercise("02.2", hint="The learning-rate section ties the largest stable learning rate to the curvature of the loss: the Hessian's largest eigenvalue.")
 def _ex_02_2(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.scratch import line_data, line_hessian
 
     x, _ = line_data()
     close(answer, 2 / np.linalg.eigvalsh(line_hessian(x)).max(), 0.01, "the stability limit")
 
 
-@exercise("02.3", hint="The loss averages over every entry, so each entry's gradient carries the same averaging factor; differentiate one squared error.")
+@exercise("02.3", hint="The loss averages over every entry, so each entry's gradient carries the same averaging factor; differentiate one squared error.", takes_function=True)
 def _ex_02_3(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for shape in [(5,), (4, 3), (2, 3, 2)]:
         y_pred, y_true = rng.normal(size=shape), rng.normal(size=shape)
@@ -51,11 +45,8 @@ def _ex_02_3(answer: Any) -> None:
 
 
 @exercise("02.4", hint="Keras's SGD documentation writes the momentum update in two lines, the velocity first and then the "
-                       "weight. What does the velocity keep from the previous step, and what does each step add to it?")
+                       "weight. What does the velocity keep from the previous step, and what does each step add to it?", takes_function=True)
 def _ex_02_4(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     keras = quiet_keras()
 
     rng = np.random.default_rng()  # fresh inputs on every check

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import close, must_be_function, returned
+from bigmodel_utils.exercises._checks import close, returned
 
 
 def _clean_penguins():
@@ -47,14 +49,12 @@ def _ex_03_3(answer: Any) -> None:
 
 
 @exercise("03.4", hint="scikit-learn has a splitter that keeps every group on one side and takes a random_state; it yields "
-                       "row positions, not frames.")
+                       "row positions, not frames.", takes_function=True)
 def _ex_03_4(answer: Any) -> None:
     import math
 
-    import numpy as np
     import pandas as pd
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for test_size in (0.2, 0.3):
         n_groups = int(rng.integers(30, 60))

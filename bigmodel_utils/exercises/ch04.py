@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
 @exercise("04.1", hint='Flatten has no weights; a Dense layer has one weight per input-output pair and one bias per output.')
@@ -19,8 +21,6 @@ def _ex_04_1(answer: Any) -> None:
 
 @exercise("04.2", hint="The chapter's model builder and training loop work for the penguins too: three classes, integer labels, validation data.")
 def _ex_04_2(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.tabular import penguin_arrays
 
     if not hasattr(answer, "predict"):
@@ -35,11 +35,8 @@ def _ex_04_2(answer: Any) -> None:
 
 
 @exercise("04.3", hint="At test time dropout does nothing, so in training each output must keep its input's expected value. "
-                       "With probability rate a unit is zeroed: what must the survivors be multiplied by?")
+                       "With probability rate a unit is zeroed: what must the survivors be multiplied by?", takes_function=True)
 def _ex_04_3(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     x = rng.uniform(0.5, 2.0, size=(400, 250)) * rng.choice([-1.0, 1.0], size=(400, 250))
     for rate in (0.0, 0.25, 0.5, float(rng.uniform(0.05, 0.9))):

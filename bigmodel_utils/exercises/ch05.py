@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, quiet_keras, returned
+from bigmodel_utils.exercises._checks import quiet_keras, returned
 
 
 @exercise("05.1", hint='Along 28 pixels, how many positions can a window 3 pixels wide take? Each filter has one weight per kernel pixel and input channel, plus a bias.')
@@ -21,11 +23,8 @@ def _ex_05_1(answer: Any) -> None:
         raise Wrong(f"{n} is not the parameter count.")
 
 
-@exercise("05.2", hint="Pooling reads non-overlapping 2 x 2 blocks: a reshape can put each block's four values on axes of their own.")
+@exercise("05.2", hint="Pooling reads non-overlapping 2 x 2 blocks: a reshape can put each block's four values on axes of their own.", takes_function=True)
 def _ex_05_2(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for shape in [(4, 6), (7, 5), (2, 2)]:
         image = rng.normal(size=shape).astype(np.float32)
@@ -40,11 +39,8 @@ def _ex_05_2(answer: Any) -> None:
 
 @exercise("05.3", hint="Pad the height and width first, so that a valid convolution of the padded images keeps the size; "
                        "each output value then sums over a kernel window and over every input channel. How much padding "
-                       "does a kernel of size k need on each side?")
+                       "does a kernel of size k need on each side?", takes_function=True)
 def _ex_05_3(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     keras = quiet_keras()
 
     rng = np.random.default_rng()  # fresh inputs on every check

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, quiet_keras, returned, share_of_long_reviews
+from bigmodel_utils.exercises._checks import quiet_keras, returned, share_of_long_reviews
 
 
 @exercise("06.1", hint='The reviews are a pandas column of strings; its .str accessor measures lengths.')
@@ -25,11 +27,8 @@ def _ex_06_2(answer: Any) -> None:
 @exercise("06.3", hint="Keras keeps the three blocks side by side in each weight, in the order update gate, reset gate, "
                        "candidate; the bias has one row for the input part and one for the recurrent part. With "
                        "reset_after=True, where does the reset gate act on the recurrent part? Which of the old state and "
-                       "the candidate does the update gate keep?")
+                       "the candidate does the update gate keep?", takes_function=True)
 def _ex_06_3(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     keras = quiet_keras()
 
     rng = np.random.default_rng()  # fresh inputs on every check
@@ -61,8 +60,6 @@ def _ex_06_3(answer: Any) -> None:
 
 def _gru_variant(x, h, kernel, recurrent, bias, swap_update=False, reset_before=False, order="zrh"):
     """A GRU step with one of the usual mistakes, to name it in the message."""
-    import numpy as np
-
     def sigmoid(v):
         return 1 / (1 + np.exp(-v))
 

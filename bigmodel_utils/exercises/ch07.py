@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned, share_of_long_reviews
+from bigmodel_utils.exercises._checks import returned, share_of_long_reviews
 
 
 @exercise("07.1", hint='Count the four attention projections (each with a bias), the two layer norms (a scale and a shift each) and the two feed-forward layers (with biases).')
@@ -21,13 +23,10 @@ def _ex_07_1(answer: Any) -> None:
         raise Wrong(f"{int(answer):,} is not the count; check each of the four attention matrices has a bias.")
 
 
-@exercise("07.2", hint='The chapter builds attention in steps: scores, scaling, the mask that hides later positions, a softmax per row, a mix of values. Which returned value is the output?')
+@exercise("07.2", hint='The chapter builds attention in steps: scores, scaling, the mask that hides later positions, a softmax per row, a mix of values. Which returned value is the output?', takes_function=True)
 def _ex_07_2(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.models.attention import causal_mask, scaled_dot_product_attention
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for n, d in [(5, 4), (1, 3), (8, 2)]:
         q, k, v = (rng.normal(size=(n, d)) for _ in range(3))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
-@exercise("08.1", hint='The AUC is the chance that a random positive scores above a random negative. Compare every positive with every negative; a tie counts half.')
+@exercise("08.1", hint='The AUC is the chance that a random positive scores above a random negative. Compare every positive with every negative; a tie counts half.', takes_function=True)
 def _ex_08_1(answer: Any) -> None:
-    import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for n, rounding in [(50, None), (200, 1), (7, None)]:
         labels = np.r_[0, 1, rng.integers(0, 2, n - 2)]
@@ -27,13 +27,10 @@ def _ex_08_1(answer: Any) -> None:
             raise Wrong(f"for {n} examples you gave {got:.4f}, the AUC is {expected:.4f}.{hint}")
 
 
-@exercise("08.2", hint="Bin the examples by their top probability; in each bin compare the mean confidence with the accuracy, weighted by the bin's share. Where does a confidence of exactly 1 go?")
+@exercise("08.2", hint="Bin the examples by their top probability; in each bin compare the mean confidence with the accuracy, weighted by the bin's share. Where does a confidence of exactly 1 go?", takes_function=True)
 def _ex_08_2(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.evaluation import expected_calibration_error
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for n, k, bins in [(500, 3, 10), (300, 10, 5), (50, 2, 15)]:
         logits = rng.normal(size=(n, k)) * 3

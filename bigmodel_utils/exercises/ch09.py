@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, quiet_keras, returned
+from bigmodel_utils.exercises._checks import quiet_keras, returned
 
 
 @exercise("09.1", hint='Chapter 01 gives the bytes per parameter of mixed-precision Adam training; a device cannot hold a fraction of a model.')
@@ -23,9 +23,8 @@ def _ex_09_1(answer: Any) -> None:
         raise Wrong(f"{int(answer)} devices is {'too many' if answer > expected else 'too few'}: {advice}.")
 
 
-@exercise("09.2", hint='Two phases: a straight line up to the peak during warm-up, then half a cosine down to zero; what should the rate be past the last step?')
+@exercise("09.2", hint='Two phases: a straight line up to the peak during warm-up, then half a cosine down to zero; what should the rate be past the last step?', takes_function=True)
 def _ex_09_2(answer: Any) -> None:
-    must_be_function(answer)
     keras = quiet_keras()
 
     for peak, warmup, total in [(1e-3, 10, 100), (0.5, 3, 7), (2e-4, 100, 1000)]:
@@ -39,9 +38,8 @@ def _ex_09_2(answer: Any) -> None:
                             f"{got:.6g}, expected {expected:.6g}.")
 
 
-@exercise("09.3", hint='The global batch is made of replicas x micro-batch x steps examples. What if that cannot come out exact?')
+@exercise("09.3", hint='The global batch is made of replicas x micro-batch x steps examples. What if that cannot come out exact?', takes_function=True)
 def _ex_09_3(answer: Any) -> None:
-    must_be_function(answer)
     for args, expected in [((256, 32, 2), 4), ((64, 64, 1), 1), ((1024, 16, 8), 8), ((96, 8, 3), 4)]:
         got = returned(answer(*args), "accumulation_steps")
         if got != expected:

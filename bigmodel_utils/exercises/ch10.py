@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
-@exercise("10.1", hint="Map each value to a whole number of steps of size scale, move it by the zero point, and keep it inside int8's range. Mind the order: what does a cast do to 130?")
+@exercise("10.1", hint="Map each value to a whole number of steps of size scale, move it by the zero point, and keep it inside int8's range. Mind the order: what does a cast do to 130?", takes_function=True)
 def _ex_10_1(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for scale, zero in [(0.02, 0), (0.05, -20), (0.01, 10)]:
         x = rng.normal(scale=1.5, size=(7, 5)).astype(np.float32)
@@ -30,11 +29,8 @@ def _ex_10_1(answer: Any) -> None:
                         "the zero point.")
 
 
-@exercise("10.2", hint='Temperature divides the logits. Where do you get logits from probabilities? Keep the softmax numerically safe.')
+@exercise("10.2", hint='Temperature divides the logits. Where do you get logits from probabilities? Keep the softmax numerically safe.', takes_function=True)
 def _ex_10_2(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     logits = rng.normal(scale=3, size=(6, 10))
     p = np.exp(logits - logits.max(1, keepdims=True))
@@ -55,11 +51,8 @@ def _ex_10_2(answer: Any) -> None:
         raise Wrong("a higher temperature must flatten the distribution.")
 
 
-@exercise("10.3", hint='Rank the weights by magnitude, not by value; how many of them does a sparsity of s set to zero? Do not change the input array.')
+@exercise("10.3", hint='Rank the weights by magnitude, not by value; how many of them does a sparsity of s set to zero? Do not change the input array.', takes_function=True)
 def _ex_10_3(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for shape, s in [((20, 10), 0.5), ((3, 3, 4, 8), 0.8), ((50,), 0.9), ((6, 6), 0.0)]:
         w = rng.normal(size=shape).astype(np.float32)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
-@exercise("11.1", hint="Sort the latencies; the 99th percentile sits 99 % of the way along the sorted list, between two neighbours when it does not land on one (NumPy's default).")
+@exercise("11.1", hint="Sort the latencies; the 99th percentile sits 99 % of the way along the sorted list, between two neighbours when it does not land on one (NumPy's default).", takes_function=True)
 def _ex_11_1(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for data in ([5.0], [1.0, 2.0], list(rng.exponential(3, 100)), list(rng.exponential(3, 1001)), [3, 1, 2, 10, 7]):
         got = float(returned(answer(list(data)), "p99"))
@@ -22,13 +21,10 @@ def _ex_11_1(answer: Any) -> None:
                         "sort first, then interpolate at 0.99 × (n − 1).")
 
 
-@exercise("11.2", hint='Each row becomes one dictionary with the class, its label and the probabilities. JSON cannot write NumPy scalars: turn them into Python numbers.')
+@exercise("11.2", hint='Each row becomes one dictionary with the class, its label and the probabilities. JSON cannot write NumPy scalars: turn them into Python numbers.', takes_function=True)
 def _ex_11_2(answer: Any) -> None:
     import json
 
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     p = rng.dirichlet(np.ones(3), size=int(rng.integers(2, 6))).astype(np.float32)
     names = [str(v) for v in rng.choice(["差评", "好评", "中评", "neg", "pos", "mixed"], size=3, replace=False)]
@@ -51,9 +47,8 @@ def _ex_11_2(answer: Any) -> None:
             raise Wrong("keep every probability of the row, in order.")
 
 
-@exercise("11.3", hint='List what a valid payload must be (its type, its key, the list, each text, its length) and refuse each way of breaking it with a message.')
+@exercise("11.3", hint='List what a valid payload must be (its type, its key, the list, each text, its length) and refuse each way of breaking it with a message.', takes_function=True)
 def _ex_11_3(answer: Any) -> None:
-    must_be_function(answer)
     good = {"instances": ["很好", "太差了"]}
     got = returned(answer(good, 10), "validate_text")
     if list(got) != ["很好", "太差了"]:

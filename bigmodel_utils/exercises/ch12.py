@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
-@exercise("12.1", hint='Federated averaging weights each client by its number of examples; average layer by layer.')
+@exercise("12.1", hint='Federated averaging weights each client by its number of examples; average layer by layer.', takes_function=True)
 def _ex_12_1(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.federated import average_weights
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     sets = [[rng.normal(size=(3, 2)), rng.normal(size=2)] for _ in range(4)]
     for sizes in ([10, 10, 10, 10], [100, 1, 50, 7]):
@@ -28,14 +27,13 @@ def _ex_12_1(answer: Any) -> None:
             raise Wrong(f"with sizes {sizes} the average differs: multiply each by n / sum(sizes), then add.")
 
 
-@exercise("12.2", hint='hashlib computes SHA-256 incrementally: feed the file in blocks so that a large file never sits in memory at once.')
+@exercise("12.2", hint='hashlib computes SHA-256 incrementally: feed the file in blocks so that a large file never sits in memory at once.', takes_function=True)
 def _ex_12_2(answer: Any) -> None:
     import os
     import tempfile
 
     from bigmodel_utils.data import sha256_file
 
-    must_be_function(answer)
     with tempfile.TemporaryDirectory() as folder:
         for size in (0, 10, 3 * (1 << 20) + 5):
             path = os.path.join(folder, f"f{size}.bin")
@@ -46,9 +44,8 @@ def _ex_12_2(answer: Any) -> None:
                 raise Wrong(f"for a file of {size} bytes the digest differs: return h.hexdigest(), the hex string.")
 
 
-@exercise("12.3", hint='A fixed window starts at the first request that falls outside the current one; count what the window has admitted.')
+@exercise("12.3", hint='A fixed window starts at the first request that falls outside the current one; count what the window has admitted.', takes_function=True)
 def _ex_12_3(answer: Any) -> None:
-    must_be_function(answer)
 
     def reference(times, quota, window):  # the rule of ApiKeys.admit, with the first window at the first request
         start, used, out = None, 0, []

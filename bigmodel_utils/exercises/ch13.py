@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import answer_and_data, returned
 
 
-@exercise("13.1", hint='Sort the probabilities from the largest; a token is kept while the mass of the tokens before it is at most p. Then renormalise.')
+@exercise("13.1", hint='Sort the probabilities from the largest; a token is kept while the mass of the tokens before it is at most p. Then renormalise.', takes_function=True)
 def _ex_13_1(answer: Any) -> None:
-    import numpy as np
-
     from bigmodel_utils.models.gpt import sampling_probabilities
 
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     cases = [(np.array([0.5, 0.3, 0.15, 0.05]), 0.7), (np.array([0.5, 0.3, 0.15, 0.05]), 0.5),
              (np.array([0.1, 0.6, 0.3]), 0.01), (np.array([0.25, 0.25, 0.25, 0.25]), 1.0),
@@ -54,11 +53,10 @@ def _ex_13_2(answer: Any) -> None:
     raise Wrong(f"{answer:,.0f} bytes is {'too much' if answer > expected else 'too little'}: multiply every factor once.")
 
 
-@exercise("13.3", hint="Turn the mean into a total over tokens, spread the total over characters, and change the logarithm's base.")
+@exercise("13.3", hint="Turn the mean into a total over tokens, spread the total over characters, and change the logarithm's base.", takes_function=True)
 def _ex_13_3(answer: Any) -> None:
     import math
 
-    must_be_function(answer)
     for nll, tokens, characters in [(2.0, 100, 150), (4.1, 5000, 7300), (1.0, 10, 10)]:
         got = returned(answer(nll, tokens, characters), "bits_per_character")
         expected = nll * tokens / characters / math.log(2)
@@ -77,11 +75,7 @@ def _ex_13_3(answer: Any) -> None:
 def _ex_13_4(answer: Any) -> None:
     from bigmodel_utils.models.bpe import train_bpe
 
-    if not isinstance(answer, tuple) or len(answer) != 2:
-        raise Wrong("pass (your answer, texts), as the cell does.")
-    value, texts = answer
-    if value is None or value is Ellipsis:
-        raise Wrong("no answer yet: count the pairs.")
+    value, texts = answer_and_data(answer, "texts", "count the pairs")
     if not isinstance(value, tuple) or len(value) != 2 or not all(isinstance(v, str) for v in value):
         raise Wrong(f"answer with a tuple of two strings such as ('酒', '店'), not {value!r}.")
     merges = train_bpe(texts, 2 + len(set("".join(texts))) + 1).merges

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import returned
 
 
-@exercise("14.1", hint="LoRA trains two thin matrices whose product has W's shape; how many numbers do the two hold?")
+@exercise("14.1", hint="LoRA trains two thin matrices whose product has W's shape; how many numbers do the two hold?", takes_function=True)
 def _ex_14_1(answer: Any) -> None:
-    must_be_function(answer)
     for d_in, d_out, rank in [(128, 512, 8), (512, 128, 4), (4096, 4096, 16), (10, 3, 1)]:
         got = returned(answer(d_in, d_out, rank), "lora_parameters")
         if isinstance(got, bool) or not isinstance(got, (int, float)):
@@ -27,11 +28,8 @@ def _ex_14_1(answer: Any) -> None:
         raise Wrong(f"for d_in={d_in}, d_out={d_out}, r={rank} expected {expected:,}, got {got!r}.")
 
 
-@exercise("14.2", hint='The merged kernel is W plus the scaled low-rank update; the LoRA section gives the scale.')
+@exercise("14.2", hint='The merged kernel is W plus the scaled low-rank update; the LoRA section gives the scale.', takes_function=True)
 def _ex_14_2(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     for d_in, d_out, rank, alpha in [(6, 4, 2, 4.0), (5, 7, 3, 3.0), (8, 8, 1, 16.0)]:
         W, A, B = rng.normal(size=(d_in, d_out)), rng.normal(size=(d_in, rank)), rng.normal(size=(rank, d_out))
@@ -50,13 +48,12 @@ def _ex_14_2(answer: Any) -> None:
         raise Wrong(f"for rank {rank} and alpha {alpha} the merged kernel differs from W + (alpha / rank) A @ B.")
 
 
-@exercise("14.3", hint="Wilson's interval inverts the normal test rather than plugging in p: look up its centre and half-width, with z = 1.96.")
+@exercise("14.3", hint="Wilson's interval inverts the normal test rather than plugging in p: look up its centre and half-width, with z = 1.96.", takes_function=True)
 def _ex_14_3(answer: Any) -> None:
     import math
 
     from scipy.stats import binomtest
 
-    must_be_function(answer)
     for k, n in [(170, 200), (100, 200), (200, 200), (0, 50), (7, 10)]:
         got = returned(answer(k, n), "wilson")
         if not isinstance(got, (tuple, list)) or len(got) != 2:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import must_be_function, returned
+from bigmodel_utils.exercises._checks import answer_and_data, returned
 
 
 @exercise("15.1", hint='Keep only the rows of the smallest training set, then find the width of its best test accuracy.')
 def _ex_15_1(answer: Any) -> None:
-    if not isinstance(answer, tuple) or len(answer) != 2:
-        raise Wrong("pass (your answer, capacity), as the cell does.")
-    value, table = answer
-    if value is None or value is Ellipsis:
-        raise Wrong("no answer yet: compute the width from the capacity table.")
+    value, table = answer_and_data(answer, "capacity", "compute the width from the capacity table")
     small = table[table["training images"] == table["training images"].min()]
     expected = int(small.loc[small["test accuracy"].idxmax(), "width"])
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
@@ -25,11 +23,8 @@ def _ex_15_1(answer: Any) -> None:
         raise Wrong(f"width {int(value)} is not the best on the small training set.{why}")
 
 
-@exercise("15.2", hint='Start from a blank image and copy the part of the image that stays inside the frame; a negative shift moves the other way.')
+@exercise("15.2", hint='Start from a blank image and copy the part of the image that stays inside the frame; a negative shift moves the other way.', takes_function=True)
 def _ex_15_2(answer: Any) -> None:
-    import numpy as np
-
-    must_be_function(answer)
     rng = np.random.default_rng()  # fresh inputs on every check
     images = rng.random((3, 8, 8, 1)).astype(np.float32)
 
