@@ -41,6 +41,7 @@ def tanh(z: np.ndarray) -> np.ndarray:
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(z) / sum(exp(z)), with the maximum subtracted first so exp never overflows."""
+    z = np.asarray(z)
     shifted = z - z.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=axis, keepdims=True)

@@ -40,6 +40,14 @@ def quiet_keras():
     return keras
 
 
+def on_cpu():
+    """A context in which Keras's reference is computed on the CPU, in full float32: on a recent NVIDIA GPU
+    TensorFlow multiplies in TF32 (about 1e-3 relative error), which would fail a learner's right NumPy answer."""
+    import tensorflow as tf
+
+    return tf.device("/CPU:0")
+
+
 def answer_and_data(answer: Any, data: str, todo: str) -> tuple[Any, Any]:
     """Unpack ``(value, data)``, the pair an exercise cell passes when the checker needs the chapter's own data."""
     if not isinstance(answer, tuple) or len(answer) != 2:

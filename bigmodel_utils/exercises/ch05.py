@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import quiet_keras, returned
+from bigmodel_utils.exercises._checks import on_cpu, quiet_keras, returned
 
 
 @exercise("05.1", hint='Along 28 pixels, how many positions can a window 3 pixels wide take? Each filter has one weight per kernel pixel and input channel, plus a bias.')
@@ -52,7 +52,8 @@ def _ex_05_3(answer: Any) -> None:
         layer = keras.layers.Conv2D(c_out, k, padding="same")
         layer.build(images.shape)
         layer.set_weights([kernel, bias])
-        expected = keras.ops.convert_to_numpy(layer(images))
+        with on_cpu():
+            expected = keras.ops.convert_to_numpy(layer(images))
         got = np.asarray(returned(answer(images.copy(), kernel.copy(), bias.copy()), "conv2d_same"), dtype="float32")
         case = f"for images {images.shape} and a kernel {kernel.shape}"
         if got.shape != expected.shape:
@@ -63,7 +64,9 @@ def _ex_05_3(answer: Any) -> None:
         if np.allclose(got, expected - bias, atol=1e-4):
             raise Wrong(f"{case} the bias is missing: add it to every output position.")
         layer.set_weights([kernel[::-1, ::-1], bias])
-        if k > 1 and np.allclose(got, keras.ops.convert_to_numpy(layer(images)), atol=1e-4):
+        with on_cpu():
+            flipped = keras.ops.convert_to_numpy(layer(images))
+        if k > 1 and np.allclose(got, flipped, atol=1e-4):
             raise Wrong(f"{case} you flipped the kernel (the convolution of mathematics); Keras, like every deep "
                         "learning library, slides the kernel unflipped (cross-correlation).")
         raise Wrong(f"{case} your values differ from Conv2D(padding='same') (largest difference "

@@ -14,7 +14,9 @@ from bigmodel_utils.exercises._checks import returned
 def _ex_10_1(answer: Any) -> None:
     rng = np.random.default_rng()  # fresh inputs on every check
     for scale, zero in [(0.02, 0), (0.05, -20), (0.01, 10)]:
-        x = rng.normal(scale=1.5, size=(7, 5)).astype(np.float32)
+        # values at least 0.1 step away from a rounding tie, so that every correct way of rounding agrees
+        steps = np.round(rng.normal(scale=1.5 / scale, size=(7, 5))) + rng.uniform(-0.4, 0.4, size=(7, 5))
+        x = (steps * scale).astype(np.float32)
         x[0, 0], x[0, 1] = 100.0, -100.0  # far outside the range: must clip
         got = np.asarray(returned(answer(x, scale, zero), "quantize"))
         expected = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
