@@ -50,11 +50,12 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"record() takes numbers, strings or booleans, got {type(value).__name__}")
 
 
-def record(key: str, value: Any) -> Any:
+def record(key: str, value: Any) -> None:
     """Record one key result of the running chapter for the book's summary table.
 
-    Outside the runner (a learner in JupyterLab) this only returns ``value``. Under the runner,
-    ``$BIGMODEL_RESULTS`` names a JSON file that collects every recorded key.
+    Outside the runner (a learner in JupyterLab) this only checks the key and the value. Under the runner,
+    ``$BIGMODEL_RESULTS`` names a JSON file that collects every recorded key. It returns nothing, so that a
+    ``record(...)`` at the end of a cell does not print a stray value under the cell's real output.
     """
     if not isinstance(key, str) or not key:
         raise ValueError("record() needs a non-empty string key")
@@ -67,7 +68,6 @@ def record(key: str, value: Any) -> Any:
         tmp = p.with_suffix(".part")
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
         tmp.replace(p)
-    return value
 
 
 def key_results(text: str) -> None:

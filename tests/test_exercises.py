@@ -215,7 +215,7 @@ def _resolve(exercise_id: str, answer):
     if answer == "one over lambda max":
         from bigmodel_utils.scratch import line_data, line_hessian
 
-        return 1 / np.linalg.eigvalsh(line_hessian(line_data()[0])).max()
+        return 1 / np.linalg.eigvalsh(line_hessian(line_data(n=50, seed=7)[0])).max()
     if answer in {"count of rows with a missing value", "percentage of rows with a missing value",
                   "mean of the whole table", "shared birds plus one"}:
         from bigmodel_utils.tabular import clean_penguins, split_frame
