@@ -7,28 +7,44 @@ from typing import Any
 import numpy as np
 
 from bigmodel_utils.exercises import Wrong, exercise
-from bigmodel_utils.exercises._checks import returned
+from bigmodel_utils.exercises._checks import quiet_keras, returned
 
 
-@exercise("10.1", hint="Map each value to a whole number of steps of size scale, move it by the zero point, and keep it inside int8's range. Mind the order: what does a cast do to 130?", takes_function=True)
+@exercise("10.1", hint="Keras keeps one multiplier per output column, the one that sends the column's largest magnitude to "
+                       "127; which axis of a (inputs, outputs) kernel runs along a column? Multiply, round, keep inside "
+                       "[-127, 127], then cast.", takes_function=True)
 def _ex_10_1(answer: Any) -> None:
+    keras = quiet_keras()
     rng = np.random.default_rng()  # fresh inputs on every check
-    for scale, zero in [(0.02, 0), (0.05, -20), (0.01, 10)]:
-        # values at least 0.1 step away from a rounding tie, so that every correct way of rounding agrees
-        steps = np.round(rng.normal(scale=1.5 / scale, size=(7, 5))) + rng.uniform(-0.4, 0.4, size=(7, 5))
-        x = (steps * scale).astype(np.float32)
-        x[0, 0], x[0, 1] = 100.0, -100.0  # far outside the range: must clip
-        got = np.asarray(returned(answer(x, scale, zero), "quantize"))
-        expected = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        if got.dtype != np.int8:
-            raise Wrong(f"return an int8 array, not {got.dtype}.")
-        if got.shape != x.shape:
-            raise Wrong(f"the result has shape {got.shape}, the input {x.shape}.")
-        if not np.array_equal(got, expected):
-            if got[0, 0] != 127 or got[0, 1] != -128:
-                raise Wrong("values outside the range must clip to 127 and -128, not wrap around.")
-            raise Wrong(f"with scale {scale} and zero point {zero} some values differ: round x / scale, then add "
-                        "the zero point.")
+    for n_in, n_out in [(6, 3), (16, 8), (1, 5), (int(rng.integers(2, 40)), int(rng.integers(2, 40)))]:
+        # each column: whole steps plus a fraction at least 0.1 away from a rounding tie, and one value at +-127 steps,
+        # so that every correct way of computing the scale and rounding agrees exactly
+        multiplier = rng.uniform(20, 200, size=n_out)
+        steps = rng.integers(-126, 127, size=(n_in, n_out)) + rng.uniform(-0.4, 0.4, size=(n_in, n_out))
+        steps[rng.integers(0, n_in, size=n_out), np.arange(n_out)] = rng.choice([-127.0, 127.0], size=n_out)
+        w = (steps / multiplier).astype("float32")
+        out = returned(answer(w.copy()), "quantize_per_channel")
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise Wrong("return a pair (q, scale).")
+        q, scale = (np.asarray(v) for v in out)
+        want_q, want_scale = (keras.ops.convert_to_numpy(v) for v in keras.quantizers.abs_max_quantize(w, axis=0))
+        case = f"for a ({n_in} x {n_out}) kernel"
+        if q.dtype != np.int8:
+            raise Wrong(f"{case} q must be an int8 array, not {q.dtype}.")
+        if q.shape != w.shape:
+            raise Wrong(f"{case} q has shape {q.shape}: it keeps the kernel's shape.")
+        scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if scale.size == 1 and n_out > 1:
+            raise Wrong(f"{case} you returned one scale for the whole kernel: Keras keeps one per output column.")
+        if scale.size != n_out:
+            raise Wrong(f"{case} return one scale per output column ({n_out}), not {scale.size}: is it the right axis?")
+        if np.allclose(scale, 1 / want_scale.reshape(-1), rtol=1e-4):
+            raise Wrong(f"{case} your scale is the step size max|w| / 127; Keras keeps its inverse, the multiplier "
+                        "127 / max|w| (q = w x scale).")
+        if not np.allclose(scale, want_scale.reshape(-1), rtol=1e-4):
+            raise Wrong(f"{case} the scales differ from Keras's 127 / max|w| per output column.")
+        if not np.array_equal(q, want_q):
+            raise Wrong(f"{case} some q differ from Keras's round(w x scale), kept in [-127, 127].")
 
 
 @exercise("10.2", hint='Temperature divides the logits. Where do you get logits from probabilities? Keep the softmax numerically safe.', takes_function=True)
