@@ -134,6 +134,22 @@ class LiteRTModel:
 # --- Keras-native quantization -------------------------------------------------------------------------
 
 
+def fake_quantize(weights: np.ndarray, bits: int, axis: int = -1) -> np.ndarray:
+    """``weights`` rounded to ``bits``-bit integers and back (chapter 10's widget): symmetric, one scale per slice
+    along ``axis`` (per output channel for a Keras kernel), ``scale = max|w| / (2**(bits-1) - 1)``. At 8 bits this
+    is Keras's int8 scheme (``keras.quantizers.abs_max_quantize``); fewer bits give coarser steps."""
+    w = np.asarray(weights, dtype=np.float32)
+    if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
+        raise ValueError(f"bits must be a whole number from 2 to 16, got {bits!r}")
+    if w.ndim == 0:
+        raise ValueError("weights must be an array with at least one axis")
+    levels = 2 ** (int(bits) - 1) - 1
+    reduce = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+    scale = np.abs(w).max(axis=reduce, keepdims=True) / levels
+    scale = np.where(scale == 0, 1.0, scale)  # an all-zero channel stays zero
+    return (np.clip(np.round(w / scale), -levels, levels) * scale).astype(np.float32)
+
+
 def quantize_int8(model):
     """``model.quantize("int8")`` in place, quietly and without one full garbage collection per layer (chapter 10).
 

@@ -25,6 +25,33 @@ def _probabilities(probs, labels) -> tuple[np.ndarray, np.ndarray]:
     return probs, labels
 
 
+def threshold_report(labels, scores, threshold: float) -> dict:
+    """What a binary classifier does at one decision threshold (chapter 08's widget): predict 1 where
+    ``score >= threshold``. Returns the confusion matrix (rows: true 0/1, columns: predicted 0/1), accuracy,
+    precision, recall, F1 and how many examples were called positive; precision is 0 when nothing is called positive.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    if labels.ndim != 1 or labels.shape != scores.shape or labels.size == 0:
+        raise ValueError(f"labels and scores must be two 1-D arrays of the same non-zero length, got shapes "
+                         f"{labels.shape} and {scores.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite numbers")
+    if not isinstance(threshold, (int, float, np.floating)) or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    predicted = (scores >= threshold).astype(int)
+    tp = int(((predicted == 1) & (labels == 1)).sum())
+    fp = int(((predicted == 1) & (labels == 0)).sum())
+    fn = int(((predicted == 0) & (labels == 1)).sum())
+    tn = int(((predicted == 0) & (labels == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"confusion": np.array([[tn, fp], [fn, tp]]), "accuracy": (tp + tn) / labels.size,
+            "precision": precision, "recall": recall, "f1": f1, "called_positive": tp + fp}
+
+
 def reliability(probs, labels, n_bins: int = 10):
     """Confidence bins of the predicted class: ``(mean confidence, accuracy, count)`` per bin, equal-width bins.
 

@@ -191,6 +191,28 @@ def training_flops(n_params: int | float, n_tokens: int | float) -> float:
     return 6.0 * n_params * n_tokens
 
 
+def training_plan(n_params: float, n_tokens: float, n_devices: int, flops_per_device: float, utilisation: float,
+                  device_memory_bytes: float = 80 * 2**30) -> dict[str, float]:
+    """What training ``n_params`` parameters on ``n_tokens`` tokens asks of ``n_devices`` devices (chapter 01's widget).
+
+    Each device reaches ``utilisation`` of its peak ``flops_per_device`` (FLOP/s). Returns the compute (6·N·D), the
+    training days, the Adam training state (16 bytes a parameter, activations not counted) and how many devices of
+    ``device_memory_bytes`` that state alone fills.
+    """
+    if not (isinstance(n_devices, int) and n_devices >= 1):
+        raise ValueError(f"n_devices must be a whole number >= 1, got {n_devices!r}")
+    if not 0 < utilisation <= 1:
+        raise ValueError(f"utilisation is a share of the peak speed, in (0, 1], got {utilisation!r}")
+    if flops_per_device <= 0 or device_memory_bytes <= 0:
+        raise ValueError("flops_per_device and device_memory_bytes must be positive")
+    flops = training_flops(n_params, n_tokens)
+    state = adam_training_bytes(n_params)
+    return {"flops": flops,
+            "days": flops / (n_devices * flops_per_device * utilisation) / 86_400,
+            "training_state_bytes": state,
+            "devices_to_hold_state": math.ceil(state / device_memory_bytes)}
+
+
 def training_flops_per_token(n_matmul_params: int | float, n_layers: int, context: int, d_model: int,
                              causal: bool = True) -> float:
     """Training FLOPs per token of a Transformer, attention included (Kaplan et al. 2020, Table 1, times 3).

@@ -297,6 +297,27 @@ def line_loss_and_grad(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple
     return float(np.mean(r**2)), np.array([2 * np.mean(r * x), 2 * np.mean(r)])
 
 
+def optimizer_path(optimizer: Optimizer, loss_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                   start: np.ndarray, steps: int) -> np.ndarray:
+    """The points an optimizer visits from ``start`` in ``steps`` full-batch steps: shape ``(steps + 1, n)``.
+
+    ``loss_and_grad(theta)`` returns the loss and its gradient, as :func:`line_loss_and_grad` does once its data
+    are bound (chapter 02's widget). A path that leaves the floats (divergence) stops at the first non-finite point.
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    params = {"theta": np.array(start, dtype=float)}
+    path = [params["theta"].copy()]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(steps):
+            _, g = loss_and_grad(params["theta"])
+            optimizer.step(params, {"theta": g})
+            path.append(params["theta"].copy())
+            if not np.all(np.isfinite(path[-1])):
+                break
+    return np.array(path)
+
+
 def line_hessian(x: np.ndarray) -> np.ndarray:
     """The (constant) Hessian of the line MSE: (2/n) [[sum x^2, sum x], [sum x, n]]."""
     x = np.asarray(x, dtype=float)

@@ -179,6 +179,27 @@ def build_mlm_model(encoder, vocab_size: int, max_predictions: int):
     return keras.Model([ids, positions], logits, name="mlm")
 
 
+def fill_in_blank(mlm, tokenizer: CharTokenizer, text: str, index: int, top: int = 3, seq_len: int = 64) -> list[str]:
+    """The pre-trained model's ``top`` guesses for character ``index`` of ``text`` after hiding it behind ``[MASK]``
+    (chapter 07; its widget lets you hide any character). ``mlm`` is :func:`build_mlm_model`'s model."""
+    import keras
+
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("type a sentence to hide a character of")
+    if len(text) > seq_len - 2:
+        raise ValueError(f"the model reads {seq_len - 2} characters; this text has {len(text)}: shorten it")
+    if not isinstance(index, (int, np.integer)) or not 0 <= index < len(text):
+        raise ValueError(f"index must name a character of the text, 0 to {len(text) - 1}, got {index!r}")
+    if not isinstance(top, (int, np.integer)) or not 1 <= top <= len(tokenizer):
+        raise ValueError(f"top must be between 1 and the vocabulary size {len(tokenizer)}, got {top!r}")
+    ids = tokenizer.encode([text], seq_len)
+    ids[0, index + 1] = tokenizer.mask_id  # +1: position 0 holds [CLS]
+    positions = np.zeros((1, mlm.inputs[1].shape[1]), dtype="int32")
+    positions[0, 0] = index + 1
+    logits = keras.ops.convert_to_numpy(mlm([ids, positions], training=False))[0, 0]
+    return [tokenizer.vocabulary[i] for i in np.argsort(-logits)[:top]]
+
+
 def build_classifier(encoder, dropout: float = 0.1, name: str = "classifier"):
     """Token ids -> P(positive): the encoder's outputs averaged over the real (non-padding) positions.
 

@@ -378,6 +378,20 @@ def generate(weights: dict, tokenizer: CharTokenizer, prompt: str, max_new_token
     return (text, ids + new) if return_ids else text
 
 
+def sample_text(weights: dict, tokenizer: CharTokenizer, prompt: str, temperature: float = 1.0, top_k: int = 0,
+                top_p: float = 1.0, max_new_tokens: int = 60, seed: int = 0) -> str:
+    """:func:`generate` with a widget's settings (chapter 13): ``top_k = 0`` and ``top_p = 1`` switch those filters
+    off; the same settings and seed give the same text."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"the prompt is a string, got {type(prompt).__name__}")
+    if not isinstance(top_k, (int, np.integer)) or top_k < 0:
+        raise ValueError(f"top_k must be a whole number >= 0 (0: no top-k filter), got {top_k!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (1: no nucleus filter), got {top_p!r}")
+    pick = sampler(temperature, top_k=int(top_k) or None, top_p=None if top_p >= 1 else float(top_p))
+    return generate(weights, tokenizer, prompt, max_new_tokens, pick, np.random.default_rng(seed))
+
+
 # --- saving ---------------------------------------------------------------------------------------------
 
 

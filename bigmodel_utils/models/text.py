@@ -103,3 +103,29 @@ def end_to_end(vectorizer, classifier, name: str = "review_sentiment"):
 
     text = keras.Input((1,), dtype="string", name="text")  # one review per row
     return keras.Model(text, classifier(vectorizer(text)), name=name)
+
+
+def score_review(text: str, predictors: dict, max_chars: int = 2000):
+    """Each model's probability that ``text`` is a positive review, side by side (chapter 06's widget).
+
+    ``predictors`` maps a model's name to a function that takes a list of texts and returns one probability of
+    "positive" per text. Returns a DataFrame with one row per model: the probability and the verdict at 0.5.
+    """
+    import pandas as pd
+
+    if not isinstance(text, str):
+        raise TypeError(f"a review is a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("type a review first: the text is empty")
+    if len(text) > max_chars:
+        raise ValueError(f"the review has {len(text):,} characters; keep it under {max_chars:,}")
+    if not predictors:
+        raise ValueError("give at least one model to score the review with")
+    rows = []
+    for name, predict in predictors.items():
+        p = np.asarray(predict([text]), dtype=float).ravel()
+        if p.shape != (1,) or not 0.0 <= p[0] <= 1.0:
+            raise ValueError(f"model {name!r} must return one probability in [0, 1] per text, got {p!r}")
+        rows.append({"model": name, "P(positive)": round(float(p[0]), 3),
+                     "verdict": "positive" if p[0] >= 0.5 else "negative"})
+    return pd.DataFrame(rows).set_index("model")

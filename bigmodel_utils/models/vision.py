@@ -62,6 +62,33 @@ def prepare_images(x, image_shape: tuple[int, int] = (8, 8), value_range: tuple[
     return arr.astype(np.float32)[..., None]
 
 
+def parse_kernel(text: str, size: int = 3) -> np.ndarray:
+    """A ``size`` × ``size`` convolution kernel from text: rows separated by ``;`` or new lines, numbers by spaces or
+    commas, e.g. ``"-1 0 1; -2 0 2; -1 0 1"`` (chapter 05's kernel editor). Fractions such as ``1/9`` are allowed."""
+    if not isinstance(text, str):
+        raise TypeError(f"a kernel is written as text such as '0 -1 0; -1 5 -1; 0 -1 0', got {type(text).__name__}")
+    rows = [r for r in text.replace("\n", ";").split(";") if r.strip()]
+    values = []
+    for r, row in enumerate(rows, 1):
+        cells = row.replace(",", " ").split()
+        if len(cells) != size:
+            raise ValueError(f"row {r} of the kernel has {len(cells)} numbers, a {size} x {size} kernel needs {size} "
+                             f"(write rows as 'a b c; d e f; g h i')")
+        for cell in cells:
+            num, _, den = cell.partition("/")
+            try:
+                value = float(num) / float(den) if den else float(num)
+            except (ValueError, ZeroDivisionError):
+                raise ValueError(f"{cell!r} in row {r} is not a number (write e.g. 0.5, -2 or 1/9)") from None
+            if not np.isfinite(value):
+                raise ValueError(f"{cell!r} in row {r} is not a finite number")
+            values.append(value)
+    if len(rows) != size:
+        raise ValueError(f"the kernel has {len(rows)} rows, a {size} x {size} kernel needs {size} "
+                         f"(separate rows with ';')")
+    return np.array(values, dtype=np.float32).reshape(size, size)
+
+
 def build_mlp(
     input_shape: Sequence[int],
     n_outputs: int,
