@@ -1,16 +1,20 @@
 # The book's commands. Everything runs inside .venv, built from requirements.lock.
-#   make lab    build .venv if needed, then open the book in JupyterLab
+#   make lab    build .venv if needed, then open the book in JupyterLab (LAB_PORT=8888, LAB_ARGS="...")
 #   make test   build .venv if needed, then run every test and every notebook (SMOKE mode)
 #               (and install headless Chromium for the page's browser test where this user may: see 'browser')
 #   make book   execute every chapter in FULL mode into _build/ (notebooks, HTML, summary table) and write
-#               each passing chapter's entry in the results ledger, results/NN_slug.json (commit it)
+#               each passing chapter's entry in the results ledger, results/NN_slug.json (commit it); then build
+#               the book's site, _build/site/index.html (as 'make site')
 #               make book CHAPTERS="07 13" runs some; make book STALE=1 runs those whose ledger entry is out of date
+#   make site   build the book's web site from the executed FULL notebooks in _build/notebooks (Sphinx, offline);
+#               make site SITE_ARGS="--notebooks _build/smoke/chapters" builds it from make test's SMOKE copies
 #   make stale  list the chapters whose code, helper modules or locks changed since their ledger entry
 #   make readme write the README's chapter table from the ledger
 #   make serve  serve the saved digits and review models and the GPT (text generation, streamed) at
 #               http://127.0.0.1:8000/ (waitress); SERVE_ARGS="--port 8080" passes options
 #   make clean  remove .venv, _build/ and caches (downloaded data stays in the cache folder)
-#   make lock   re-resolve the dependencies of pyproject.toml into requirements.lock
+#   make lock   resolve the dependencies of pyproject.toml into requirements.lock, keeping every version already
+#               pinned there (a new dependency does not upgrade TensorFlow); make lock UPGRADE=1 re-resolves all
 
 PYTHON ?= python3
 VENV   := .venv
@@ -25,11 +29,16 @@ CHAPTERS ?=
 STALE ?=
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+SITE_ARGS ?=
+UPGRADE ?=
 
-.PHONY: lab test book stale readme serve browser clean lock env
+.PHONY: lab test book site stale readme serve browser clean lock env
 
-# Rebuild .venv from scratch when it is missing or when a lock file changed since it was built.
-$(STAMP): $(LOCKS)
+# Rebuild .venv from scratch when it is missing or when a lock file changed since it was built. JupyterLab's
+# settings for the book (jupyter/overrides.json: no "Jupyter news" question, no update check, so opening the book
+# asks nothing of the internet) go where JupyterLab reads an environment's defaults; a learner's own settings win.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(STAMP): $(LOCKS) jupyter/overrides.json
 	@if [ -d $(VENV) ] && ! sha256sum --check --status $(STAMP) 2>/dev/null; then \
 	    echo "lock files changed (or .venv is incomplete): rebuilding $(VENV)"; rm -rf $(VENV); fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +46,7 @@ $(STAMP): $(LOCKS)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	mkdir -p $(dir $(LAB_OVERRIDES)) && cp jupyter/overrides.json $(LAB_OVERRIDES)
 	@sha256sum $(LOCKS) > $(STAMP)
 	@echo "$(VENV) is ready: $$($(BIN)/python --version), packages from requirements.lock"
 
@@ -67,6 +77,9 @@ browser:
 book: $(STAMP)
 	$(BIN)/python -m bigmodel_utils.book run $(if $(STALE),--stale,) $(CHAPTERS)
 
+site: $(STAMP)
+	$(BIN)/python -m bigmodel_utils.site build $(SITE_ARGS)
+
 stale: $(STAMP)
 	$(BIN)/python -m bigmodel_utils.book stale
 
@@ -79,7 +92,7 @@ serve: $(STAMP)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet .
+	$(if $(UPGRADE),.lock-venv/bin/python -m pip install --quiet .,grep -E '^[A-Za-z0-9_.-]+==' requirements.lock > .lock-constraints.txt && .lock-venv/bin/python -m pip install --quiet -c .lock-constraints.txt . && rm -f .lock-constraints.txt)
 	{ head -n 3 requirements.lock; .lock-venv/bin/python -m pip freeze --exclude bigmodel-utils | sort -f; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv build *.egg-info
 	@echo "requirements.lock updated: run 'make test', then commit it"

@@ -9,8 +9,9 @@ each chapter's wall time and the key results it recorded with :func:`record`::
     from bigmodel_utils.book import record
     record("test_accuracy", acc)   # in a chapter: shows up in the summary table
 
-A successful FULL run of a chapter also writes its entry in the results ledger (``results/NN_slug.json``,
-:mod:`bigmodel_utils.ledger`), from which ``python -m bigmodel_utils.book readme`` generates the README's table;
+A FULL run ends by building the book's web site from every executed chapter (:mod:`bigmodel_utils.site`,
+``_build/site/index.html``). A successful FULL run of a chapter also writes its entry in the results ledger
+(``results/NN_slug.json``, :mod:`bigmodel_utils.ledger`), from which ``python -m bigmodel_utils.book readme`` generates the README's table;
 ``python -m bigmodel_utils.book stale`` lists the chapters whose code, helpers or locks changed since their entry.
 """
 
@@ -462,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default 1800 full, 900 smoke)")
     run.add_argument("--build-dir", default=str(BUILD_DIR), help="output folder (default _build/)")
     run.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
+    run.add_argument("--no-site", action="store_true",
+                     help="after a FULL run, do not build the book's site (_build/site/; `make site` builds it)")
     run.add_argument("--stale", action="store_true",
                      help="run only the chapters whose code, helper modules or locks changed since their ledger entry")
     stale = sub.add_parser("stale", help="list the chapters whose ledger entry is missing or out of date, and why")
@@ -511,7 +514,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(results) - len(failed)}/{len(results)} notebooks ok; summary: {md} and {js}")
     for r in failed:
         print(f"FAILED {r.name}: {r.describe()}")
-    return 1 if failed else 0
+    site_ok = True
+    if not args.smoke and not args.no_site:
+        site_ok = _site_command(Path(args.build_dir))
+    return 1 if failed or not site_ok else 0
+
+
+def _site_command(build_dir: Path) -> bool:
+    """After a FULL run: the book's site from every executed chapter in ``build_dir/notebooks``. A failure is
+    reported and never touches the chapters' results, summary or ledger entries, which are written already."""
+    from bigmodel_utils.site import build_site
+
+    print(f"\nbuilding the book's site from {build_dir / 'notebooks'} ...", flush=True)
+    try:
+        result = build_site(build_dir / "notebooks", build_dir / "site")
+    except Exception as exc:  # noqa: BLE001 - the chapters' results stand whatever happens here
+        print(f"site build FAILED: {type(exc).__name__}: {exc}")
+        ok = False
+    else:
+        print(result.describe())
+        ok = result.ok and not result.external
+    if not ok:
+        print("(the chapters' results, summary and ledger entries are kept; fix the site and run `make site`)")
+    return ok
 
 
 def _readme_command(check: bool) -> int:
