@@ -1,6 +1,8 @@
 # The book's commands. Everything runs inside .venv, built from requirements.lock.
 #   make lab    build .venv if needed, then open the book in JupyterLab (LAB_PORT=8888, LAB_ARGS="...")
-#   make test   build .venv if needed, then run every test and every notebook (SMOKE mode)
+#   make test   build .venv if needed, then run every test and every notebook (SMOKE mode), on every core
+#               (TEST_JOBS=0: one after another), and print the time it took
+#   make test-fast  the unit tests only, for the edit-test loop (under two minutes; CI runs 'make test')
 #               (and install headless Chromium for the page's browser test where this user may: see 'browser')
 #   make book   execute every chapter in FULL mode into _build/ (notebooks, HTML, summary table) and write
 #               each passing chapter's entry in the results ledger, results/NN_slug.json (commit it); then build
@@ -28,11 +30,12 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 CHAPTERS ?=
 STALE ?=
 PYTEST_ARGS ?=
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 SERVE_ARGS ?=
 SITE_ARGS ?=
 UPGRADE ?=
 
-.PHONY: lab test book site stale readme serve browser clean lock env
+.PHONY: lab test test-fast book site stale readme serve browser clean lock env
 
 # Rebuild .venv from scratch when it is missing or when a lock file changed since it was built. JupyterLab's
 # settings for the book (jupyter/overrides.json: no "Jupyter news" question, no update check, so opening the book
@@ -55,8 +58,22 @@ env: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=chapters --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP) browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Tests run on TEST_JOBS workers (pytest-xdist; every core, at most 4): notebooks that share saved models stay on
+# one worker (tests/test_notebooks.py), each worker has its own cache. TEST_JOBS=0 runs them one after another.
+test:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory env browser && \
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	secs=$$(( $$(date +%s) - start )); mkdir -p _build; \
+	echo "{\"seconds\": $$secs, \"jobs\": \"$(TEST_JOBS)\", \"status\": $$rc, \"date\": \"$$(date -u +%FT%TZ)\"}" > _build/make-test.json; \
+	$(BIN)/python -m bigmodel_utils.timings > /dev/null 2>&1 || true; \
+	echo "make test: $$secs s in all (environment, browser and tests; TEST_JOBS=$(TEST_JOBS)), exit status $$rc; where the time went: _build/timings.md"; \
+	exit $$rc
+
+# The edit-test loop: the unit tests only (no notebook, browser or JupyterLab), in under two minutes. Not a
+# substitute for 'make test', which CI runs.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 # Headless Chromium for the end-to-end test of the service's page (chapter 11): Debian's packages, installed
 # when missing and this user may install them (root, as in CI containers, or password-less sudo). Otherwise

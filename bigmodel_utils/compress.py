@@ -135,19 +135,22 @@ class LiteRTModel:
 
 
 def fake_quantize(weights: np.ndarray, bits: int, axis: int = -1) -> np.ndarray:
-    """``weights`` rounded to ``bits``-bit integers and back (chapter 10's widget): symmetric, one scale per slice
-    along ``axis`` (per output channel for a Keras kernel), ``scale = max|w| / (2**(bits-1) - 1)``. At 8 bits this
-    is Keras's int8 scheme (``keras.quantizers.abs_max_quantize``); fewer bits give coarser steps."""
+    """``weights`` rounded to ``bits``-bit integers and back (chapter 10's widget): Keras's symmetric scheme with one
+    scale per slice along ``axis`` (per output channel for a Keras kernel), ``keras.quantizers.abs_max_quantize``
+    with the integer range of ``bits`` bits; at 8 bits, Keras's int8. Fewer bits give coarser steps."""
     w = np.asarray(weights, dtype=np.float32)
-    if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
-        raise ValueError(f"bits must be a whole number from 2 to 16, got {bits!r}")
-    if w.ndim == 0:
-        raise ValueError("weights must be an array with at least one axis")
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 2 <= bits <= 8:
+        raise ValueError(f"bits must be a whole number from 2 to 8, got {bits!r}")
+    if w.ndim < 2:
+        raise ValueError(f"weights must be a kernel with at least two axes (one scale per output channel), got shape {w.shape}")
+    if not isinstance(axis, (int, np.integer)) or not -w.ndim <= axis < w.ndim:
+        raise ValueError(f"axis must name an axis of the {w.ndim}-D weights, got {axis!r}")
+    if not np.isfinite(w).all():
+        raise ValueError("weights must be finite")
     levels = 2 ** (int(bits) - 1) - 1
     reduce = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-    scale = np.abs(w).max(axis=reduce, keepdims=True) / levels
-    scale = np.where(scale == 0, 1.0, scale)  # an all-zero channel stays zero
-    return (np.clip(np.round(w / scale), -levels, levels) * scale).astype(np.float32)
+    q, scale = keras.quantizers.abs_max_quantize(w, axis=reduce, value_range=(-levels, levels), to_numpy=True)
+    return (np.asarray(q, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
 
 
 def quantize_int8(model):

@@ -40,16 +40,13 @@ def threshold_report(labels, scores, threshold: float) -> dict:
         raise ValueError("scores must be finite numbers")
     if not isinstance(threshold, (int, float, np.floating)) or not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     predicted = (scores >= threshold).astype(int)
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    fp = int(((predicted == 1) & (labels == 0)).sum())
-    fn = int(((predicted == 0) & (labels == 1)).sum())
-    tn = int(((predicted == 0) & (labels == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"confusion": np.array([[tn, fp], [fn, tp]]), "accuracy": (tp + tn) / labels.size,
-            "precision": precision, "recall": recall, "f1": f1, "called_positive": tp + fp}
+    confusion = confusion_matrix(labels, predicted, labels=[0, 1])
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
+    return {"confusion": confusion, "accuracy": float(np.trace(confusion) / labels.size), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1), "called_positive": int(predicted.sum())}
 
 
 def reliability(probs, labels, n_bins: int = 10):

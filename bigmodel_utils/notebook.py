@@ -11,16 +11,20 @@ A chapter's first code cells look like this::
     nb = setup_notebook(seed=SEED, smoke=SMOKE)
     SMOKE = nb.smoke
 
-``setup_notebook`` silences TensorFlow's start-up log (once, here, not in every notebook), seeds
-Python, NumPy and TensorFlow, turns on deterministic ops, and sets plot defaults.
+``setup_notebook`` seeds Python and NumPy, sets plot defaults, and arranges for TensorFlow's start-up log to be
+silenced, its seeds set and deterministic ops turned on when the notebook imports it (a notebook that never
+does, never waits for TensorFlow).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import os
 import platform
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -146,6 +150,88 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+class _WhenImported(importlib.abc.MetaPathFinder):
+    """Runs ``setup_notebook``'s TensorFlow set-up when TensorFlow and Keras are first imported, not before.
+
+    A chapter (or a solutions notebook) that never imports them never pays for TensorFlow's start-up, several
+    seconds. When ``tensorflow`` is imported, its start-up log is silenced as :func:`quiet_tensorflow` does, and its
+    seed and op determinism are set; when ``keras`` has been imported, Keras's own seed generator is seeded
+    (``keras.utils.set_random_seed``) without restarting the Python and NumPy streams the notebook may already have
+    drawn from. ``find_spec`` only wraps the loader: a mere look-up (``importlib.util.find_spec``, which TensorFlow
+    itself does for ``keras``) changes nothing; the set-up runs when the module is executed, once.
+    """
+
+    def __init__(self, seed: int, deterministic: bool):
+        self.seed, self.deterministic = seed, deterministic
+        self.done: set[str] = set()
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in ("tensorflow", "keras") or name in self.done:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        run, finder = spec.loader.exec_module, self
+
+        def exec_module(module):
+            if name in finder.done:  # a second spec of the same module (not expected): plain import
+                return run(module)
+            finder.done.add(name)
+            if name == "tensorflow":
+                with silenced_stderr():  # TensorFlow prints its start-up lines on fd 2, unconditionally
+                    run(module)
+                    module.config.list_physical_devices()
+                finder._after_tensorflow(module)
+            else:
+                run(module)
+                finder._after_keras(module)
+            if finder.done == {"tensorflow", "keras"} and finder in sys.meta_path:
+                sys.meta_path.remove(finder)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+    def _after_tensorflow(self, tf) -> None:
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        with contextlib.suppress(ImportError):
+            import absl.logging
+
+            absl.logging.set_verbosity(absl.logging.ERROR)
+        tf.random.set_seed(self.seed)
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+
+    def _after_keras(self, keras) -> None:
+        import numpy as np
+
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        keras.utils.set_random_seed(self.seed)  # also seeds Keras's own generator (layer initialisers, dropout)
+        random.setstate(python_state)  # setup_notebook seeded these; a later import must not restart them
+        np.random.set_state(numpy_state)
+
+
+def _forget_lazy_setup() -> None:
+    for finder in [f for f in sys.meta_path if isinstance(f, _WhenImported)]:
+        sys.meta_path.remove(finder)  # a second setup_notebook() call replaces the first one's set-up
+
+
+def _seed_when_imported(seed: int, deterministic: bool) -> None:
+    """Seed Python and NumPy now; TensorFlow and Keras now if loaded, else when imported (:class:`_WhenImported`)."""
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        seed_everything(seed, deterministic=deterministic)
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    sys.meta_path.insert(0, _WhenImported(seed, deterministic))
+
+
 @dataclass
 class NotebookSettings:
     """What ``setup_notebook`` decided; ``nb.smoke`` is the flag chapters branch on."""
@@ -183,18 +269,22 @@ def setup_notebook(
             ``BIGMODEL_SMOKE=1 pytest --nbval-lax`` and ``papermill -p SMOKE True`` take the same
             short path.
         deterministic: turn on TensorFlow's op determinism.
-        tensorflow: set to ``False`` in a chapter that never uses TensorFlow (skips its import).
+        tensorflow: ``True``: when TensorFlow and Keras are imported (by the chapter, right after this call, or
+            never), their start-up log is silenced, their seeds set and op determinism turned on; importing
+            them is left to the chapter, so a notebook that never uses them never waits for them. ``False``:
+            Python and NumPy only.
         verbose: print one line saying what was set.
     """
     if smoke is None:
         smoke = smoke_from_env()
     elif not isinstance(smoke, bool):
         raise ValueError(f"smoke must be True, False or None, got {smoke!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _forget_lazy_setup()
     if tensorflow:
-        seed_everything(seed, deterministic=deterministic)  # imports TensorFlow quietly first
+        _seed_when_imported(seed, deterministic)  # TensorFlow is set up quietly when (and if) it is imported
     else:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         import numpy as np
 
         random.seed(seed)

@@ -66,15 +66,20 @@ class Playground:
         return {name: control.value for name, control in self.controls.items()}
 
     def _compute(self) -> None:
+        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
+
         self.calls += 1
+        before = set(plt.get_fignums())
         try:
             self.latest, self.error = self.view(**self.values()), None
         except (ValueError, TypeError) as exc:  # bad input from a control: say so, keep the controls alive
             self.latest, self.error = None, f"{type(exc).__name__}: {exc}"
-        if self.latest is not None and type(self.latest).__module__.startswith("matplotlib"):
-            import matplotlib.pyplot as plt
-
-            plt.close(self.latest)  # shown once, by the display below (not again by the inline backend)
+        finally:
+            for number in set(plt.get_fignums()) - before:  # shown once, by the display below (not again by the
+                plt.close(number)                            # inline backend), and none left open after an error
+        if isinstance(self.latest, Figure):
+            plt.close(self.latest)
 
     def _shown(self) -> Any:
         if isinstance(self.latest, str):

@@ -199,7 +199,10 @@ def training_plan(n_params: float, n_tokens: float, n_devices: int, flops_per_de
     training days, the Adam training state (16 bytes a parameter, activations not counted) and how many devices of
     ``device_memory_bytes`` that state alone fills.
     """
-    if not (isinstance(n_devices, int) and n_devices >= 1):
+    for name, value in (("n_params", n_params), ("n_tokens", n_tokens)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if not (isinstance(n_devices, int) and not isinstance(n_devices, bool) and n_devices >= 1):
         raise ValueError(f"n_devices must be a whole number >= 1, got {n_devices!r}")
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation is a share of the peak speed, in (0, 1], got {utilisation!r}")

@@ -304,7 +304,7 @@ def optimizer_path(optimizer: Optimizer, loss_and_grad: Callable[[np.ndarray], t
     ``loss_and_grad(theta)`` returns the loss and its gradient, as :func:`line_loss_and_grad` does once its data
     are bound (chapter 02's widget). A path that leaves the floats (divergence) stops at the first non-finite point.
     """
-    if not isinstance(steps, int) or steps < 0:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     params = {"theta": np.array(start, dtype=float)}
     path = [params["theta"].copy()]

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def pytest_configure(config):
     LEARNER_CACHE = learner_cache_dir()
     LEARNER_SNAPSHOT = snapshot(LEARNER_CACHE)
     TEST_CACHE = Path(tempfile.mkdtemp(prefix="bigmodel-test-cache-"))
+    # one id for the whole run, inherited by pytest-xdist's workers: the SMOKE timings of this run belong together
+    os.environ.setdefault("BIGMODEL_TEST_RUN", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
     os.environ["BIGMODEL_DATA_DIR"] = str(TEST_CACHE)  # inherited by notebook kernels and server processes
 
 

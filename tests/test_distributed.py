@@ -44,6 +44,7 @@ def test_each_worker_gets_its_own_tf_config():
     assert [r.output.strip() for r in results] == ["INDEX 0 3", "INDEX 1 3", "INDEX 2 3"]
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_and_exit_cleanly(tmp_path, processes_mentioning):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "bigmodel_utils.distributed", "worker", "--out", str(out), "--smoke"]
@@ -59,6 +60,7 @@ def test_two_workers_train_together_and_exit_cleanly(tmp_path, processes_mention
 
 
 @needs_proc
+@pytest.mark.slow
 def test_a_crashing_worker_stops_the_others_with_a_clear_error(tmp_path, processes_mentioning):
     out = tmp_path / "crash"
     args = [sys.executable, "-m", "bigmodel_utils.distributed", "worker", "--out", str(out), "--smoke", "--fail"]
@@ -72,6 +74,7 @@ def test_a_crashing_worker_stops_the_others_with_a_clear_error(tmp_path, process
 
 
 @needs_proc
+@pytest.mark.slow
 def test_a_hanging_cluster_times_out_and_leaves_nothing_behind(tmp_path, processes_mentioning):
     marker = f"hang-{os.getpid()}-{tmp_path.name}"
     # each worker also starts a child of its own: stopping must take the whole process group

@@ -60,6 +60,9 @@ class Lab:
             return json.load(resp)
 
 
+pytestmark = pytest.mark.xdist_group("lab")  # one JupyterLab for the module's tests: keep them on one worker
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab serving chapters/ on a free port of 127.0.0.1, kernels in SMOKE mode; stopped after the module.
@@ -114,6 +117,7 @@ def _tail(log, size: int = 3000) -> str:
     return log.read().decode(errors="replace")[-size:]
 
 
+@pytest.mark.slow
 def test_jupyter_lab_serves_the_chapters(lab):
     names = {item["name"] for item in lab.get("/api/contents/")["content"]}
     assert "00_setup.ipynb" in names and "solutions" in names
@@ -123,6 +127,7 @@ def test_jupyter_lab_serves_the_chapters(lab):
         assert resp.status == 200 and b"JupyterLab" in resp.read()
 
 
+@pytest.mark.slow
 def test_lab_asks_nothing_of_the_internet(lab):
     """The project's overrides are installed where JupyterLab reads them, and the server applies them."""
     installed = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
@@ -262,6 +267,7 @@ def _number(text: str) -> float:
     return float(text.split()[0].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_chapter_01_widget_answers_a_real_slider(lab, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys

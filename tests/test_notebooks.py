@@ -8,7 +8,10 @@ executed notebook may show a ``MissingModelWarning``: nothing is silently skippe
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -87,13 +90,72 @@ def _smoke_run(path):
             (producer,) = [p for p in NOTEBOOKS if p.parent.name == "chapters" and p.name.startswith(chapter + "_")]
             _smoke_run(producer)
     result = run_notebook(path, out, smoke=True, timeout=SMOKE_TIMEOUT)
+    name = str(path.relative_to(REPO_ROOT / "chapters"))
+    timing = BUILD_DIR / "smoke" / "timings" / (name.replace("/", "__") + ".json")  # for python -m bigmodel_utils.timings
+    timing.parent.mkdir(parents=True, exist_ok=True)
+    timing.write_text(json.dumps({"notebook": name, "seconds": round(result.seconds, 1), "ok": result.ok,
+                                  "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+                                  "run": os.environ.get("BIGMODEL_TEST_RUN", "")}), encoding="utf-8")
     assert result.ok, f"{result.describe()}\n(executed copy: {out / path.name})\n{(result.output or '')[-3000:]}"
     if path.parent.name == "chapters":
         _ran.add(path.name[:2])
     return nbformat.read(out / path.name, as_version=4)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+SITE_GROUP = "site"  # tests/test_site.py builds the site from chapters 00-02: they run first, on the same worker
+SITE_CHAPTERS = ("00", "01", "02")
+
+
+def xdist_groups() -> dict[Path, str]:
+    """Which notebooks must run on the same pytest-xdist worker (``make test`` runs ``-n TEST_JOBS --dist loadgroup``).
+
+    Each worker has its own cache, so a chapter that loads a saved model runs where the chapter that saves it ran:
+    the connected parts of the producer graph form one group each (chapters 05-08, 10, 11 and the solutions that
+    load their models; 13, 14, ...). Chapters 00-02 join the site's group. Every other notebook goes wherever a
+    worker is free.
+    """
+    parent = {}
+
+    def find(a):
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for path in NOTEBOOKS:
+        for chapter in producers(path):
+            parent[find(str(path))] = find(chapter)
+    chapter_of = {p.name[:2]: str(p) for p in NOTEBOOKS if p.parent.name == "chapters"}
+    for number, path in chapter_of.items():  # a producing chapter is the node named by its number
+        if number in parent:
+            parent[find(path)] = find(number)
+    groups = {}
+    for path in NOTEBOOKS:
+        root = find(str(path))
+        members = [p for p in NOTEBOOKS if find(str(p)) == root]
+        if len(members) > 1:
+            groups[path] = "models-" + min(p.name[:2] for p in members)
+        elif path.parent.name == "chapters" and path.name[:2] in SITE_CHAPTERS:
+            groups[path] = SITE_GROUP
+    return groups
+
+
+GROUPS = xdist_groups()
+
+
+def test_xdist_groups_keep_producers_with_the_chapters_that_load_their_models():
+    for path in NOTEBOOKS:
+        for chapter in producers(path):
+            (producer,) = [p for p in NOTEBOOKS if p.parent.name == "chapters" and p.name.startswith(chapter + "_")]
+            assert GROUPS.get(path) and GROUPS.get(path) == GROUPS.get(producer), (path.name, producer.name)
+    by_name = {str(p.relative_to(REPO_ROOT / "chapters")): g for p, g in GROUPS.items()}
+    assert by_name["08_evaluating_explaining.ipynb"] == by_name["07_transformers_bert.ipynb"] == by_name["05_convolutional_networks.ipynb"]
+    assert by_name["00_setup.ipynb"] == SITE_GROUP and "03_preparing_data.ipynb" not in by_name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [pytest.param(p, marks=[pytest.mark.xdist_group(GROUPS[p])] if p in GROUPS else [])
+                                  for p in NOTEBOOKS], ids=IDS)
 def test_notebook_runs_in_smoke_mode(path):
     executed = _smoke_run(path)
     for cell in executed.cells:

@@ -88,6 +88,24 @@ def test_a_figure_is_closed_so_the_inline_backend_does_not_show_it_twice():
     assert len(plt.get_fignums()) == before and p.latest.axes[0].lines[0].get_xdata().size == 4
 
 
+def test_a_view_that_fails_leaves_no_figure_open():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def view(n):
+        plt.subplots()
+        if n > 2:
+            raise ValueError("too many")
+        return "fine"
+
+    before = len(plt.get_fignums())
+    p = play(view, n=widgets.IntSlider(value=1, max=5))
+    p.controls["n"].value = 4
+    assert p.error == "ValueError: too many" and len(plt.get_fignums()) == before
+
+
 def test_the_static_page_gets_a_note_with_the_values_shown():
     p = play(lambda lr: lr, lr=widgets.FloatSlider(value=0.25, description="learning rate"))
     assert p.note() == "Controls (live in JupyterLab; shown here with learning rate = 0.25)"
@@ -184,7 +202,8 @@ def test_parse_kernel_reads_rows_and_explains_mistakes():
     assert parse_kernel("1 2 3; 4 5 6; 7 8 9").dtype == np.float32
     for bad, message in [("1 2; 3 4; 5 6", "row 1 .* 2 numbers"), ("1 2 3; 4 5 6", "2 rows"),
                          ("1 x 3; 4 5 6; 7 8 9", "'x' in row 1"), ("1/0 0 0; 0 0 0; 0 0 0", "not a number"),
-                         ("inf 0 0; 0 0 0; 0 0 0", "not a finite"), ("", "0 rows")]:
+                         ("inf 0 0; 0 0 0; 0 0 0", "not a finite"), ("1e39 0 0; 0 0 0; 0 0 0", "not a finite"),
+                         ("", "0 rows")]:
         with pytest.raises(ValueError, match=message):
             parse_kernel(bad)
     with pytest.raises(TypeError):
@@ -213,7 +232,10 @@ def test_threshold_report_matches_scikit_learn():
 
     from bigmodel_utils.evaluation import threshold_report
 
-    rng = np.random.default_rng()
+    r = threshold_report([0, 0, 1, 1, 1], [0.1, 0.6, 0.4, 0.7, 0.9], 0.5)  # by hand: TN 1, FP 1, FN 1, TP 2
+    assert r["confusion"].tolist() == [[1, 1], [1, 2]] and r["called_positive"] == 3
+    assert (r["precision"], r["recall"], r["accuracy"]) == pytest.approx((2 / 3, 2 / 3, 3 / 5))
+    rng = np.random.default_rng(17)
     labels = rng.integers(0, 2, 300)
     scores = np.clip(0.3 * labels + rng.uniform(0, 0.7, 300), 0, 1)
     for threshold in (0.0, 0.2, 0.5, 0.77, 1.0, 1.5):
@@ -234,18 +256,26 @@ def test_fake_quantize_at_8_bits_is_keras_int8():
 
     from bigmodel_utils.compress import fake_quantize
 
-    w = np.random.default_rng().normal(size=(3, 3, 4, 16)).astype(np.float32)
+    w = np.random.default_rng(3).normal(size=(3, 3, 4, 16)).astype(np.float32)
     q, s = keras.quantizers.abs_max_quantize(w, axis=(0, 1, 2), to_numpy=True)
     assert np.allclose(fake_quantize(w, 8), np.asarray(q, np.float32) / np.asarray(s), atol=1e-6)
+    # by hand, per output channel: round(w / step) * step with step = max|w| / 127
+    step8 = np.abs(w).max(axis=(0, 1, 2)) / 127
+    assert np.allclose(fake_quantize(w, 8), np.round(w / step8) * step8, atol=1e-5)
     errors = [np.abs(fake_quantize(w, b) - w).max() for b in range(2, 9)]
     assert all(a > b for a, b in zip(errors, errors[1:])), "more bits, smaller error"
     step = np.abs(w).max(axis=(0, 1, 2)) / 7  # 4 bits: levels -7..7 per output channel
     assert (np.abs(fake_quantize(w, 4) - w) <= step / 2 + 1e-6).all()
     assert len(np.unique(fake_quantize(w, 2)[..., 0])) <= 3
     assert np.array_equal(fake_quantize(np.zeros((2, 3)), 4), np.zeros((2, 3)))
-    for bits in (1, 17, 4.5):
-        with pytest.raises(ValueError):
+    for bits in (1, 9, 4.5, True):
+        with pytest.raises(ValueError, match="bits"):
             fake_quantize(w, bits)
+    for bad_axis in (4, -5, 1.0):
+        with pytest.raises(ValueError, match="axis"):
+            fake_quantize(w, 8, axis=bad_axis)
+    with pytest.raises(ValueError, match="two axes"):
+        fake_quantize(np.ones(5), 8)
 
 
 def test_sample_text_follows_the_settings():
@@ -271,7 +301,7 @@ def test_sample_text_follows_the_settings():
 def test_fill_in_blank_checks_its_input():
     import keras
 
-    from bigmodel_utils.models.bert import CharTokenizer, build_mlm_model, fill_in_blank
+    from bigmodel_utils.models.bert import SPECIAL_TOKENS, CharTokenizer, build_mlm_model, fill_in_blank
     from bigmodel_utils.models.transformer import build_encoder
 
     tokenizer = CharTokenizer.fit(["这家酒店很好", "这本书不错"] * 3, min_count=1)
@@ -279,7 +309,24 @@ def test_fill_in_blank_checks_its_input():
     encoder = build_encoder(len(tokenizer), 16, d_model=16, n_layers=1, n_heads=2, d_ff=32)
     mlm = build_mlm_model(encoder, len(tokenizer), 4)
     guesses = fill_in_blank(mlm, tokenizer, "这家酒店", 1, top=3, seq_len=16)
-    assert len(guesses) == 3 and all(g in tokenizer.vocabulary for g in guesses)
+    assert len(guesses) == 3 and not set(guesses) & set(SPECIAL_TOKENS)
+
+    seen = {}
+
+    class FakeMLM:  # records what it is given; scores the special tokens highest, then "好", then "店"
+        inputs = mlm.inputs
+
+        def __call__(self, inputs, training=False):
+            seen["ids"], seen["positions"] = (np.array(x) for x in inputs)
+            logits = np.zeros((1, 4, len(tokenizer)), np.float32)
+            logits[..., : len(SPECIAL_TOKENS)] = 10.0
+            logits[..., tokenizer.vocabulary.index("好")] = 5.0
+            logits[..., tokenizer.vocabulary.index("店")] = 4.0
+            return logits
+
+    assert fill_in_blank(FakeMLM(), tokenizer, "这家酒店", 2, top=2, seq_len=16) == ["好", "店"]
+    assert seen["ids"][0, 3] == tokenizer.mask_id and seen["positions"][0, 0] == 3, "position 0 holds [CLS]"
+    assert tokenizer.decode(seen["ids"][0]) == "这家店", "only the hidden character is masked" 
     for text, index, message in [("", 0, "type a sentence"), ("这家", 2, "index"), ("这家", -1, "index"),
                                  ("好" * 20, 0, "reads 14 characters")]:
         with pytest.raises(ValueError, match=message):

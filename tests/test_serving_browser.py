@@ -18,6 +18,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving-browser")]  # one browser for the module
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and DRIVER):

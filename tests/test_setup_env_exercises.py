@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import re
 import subprocess
 import sys
@@ -76,6 +78,60 @@ def test_seeding_makes_tensorflow_reproducible():
     a, b, c = weights(5), weights(5), weights(6)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     assert not np.array_equal(a[0], c[0])
+
+
+LAZY_SCRIPT = """
+import json, os, sys
+from bigmodel_utils.notebook import setup_notebook
+setup_notebook(seed=5, verbose=False)
+loaded_at_setup = "tensorflow" in sys.modules
+import numpy as np
+drawn = np.random.rand()  # a draw before TensorFlow: the import below must not restart NumPy's stream
+{imports}
+import keras
+from tensorflow.python.framework import config
+layer = keras.layers.Dense(3)
+layer.build((None, 2))
+print(json.dumps({{"loaded_at_setup": loaded_at_setup, "determinism": config.is_op_determinism_enabled(),
+                  "kernel": layer.kernel.numpy().ravel().tolist(), "drawn": drawn, "next": np.random.rand()}}))
+"""
+
+IMPORT_ORDERS = {
+    "keras first": "",
+    "tensorflow first": "import tensorflow as tf",
+    "tensorflow.keras": "import tensorflow.keras",
+    "a look-up first": "import importlib.util; importlib.util.find_spec('tensorflow'); importlib.util.find_spec('keras')",
+}
+
+
+def _lazy_run(imports: str) -> tuple[dict, str]:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", LAZY_SCRIPT.format(imports=imports)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "", "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+@pytest.mark.slow
+def test_setup_notebook_sets_tensorflow_up_when_it_is_imported_in_any_order():
+    """setup_notebook does not import TensorFlow; whichever way the notebook imports it later, it is quiet, seeded
+    (Keras's generator included) and deterministic, and NumPy's stream goes on where the notebook left it."""
+    import numpy as np
+
+    runs = {order: _lazy_run(imports) for order, imports in IMPORT_ORDERS.items()}
+    np.random.seed(5)
+    first, second = np.random.rand(), np.random.rand()
+    kernels = set()
+    for order, (out, stderr) in runs.items():
+        assert not out["loaded_at_setup"], "setup_notebook must leave importing TensorFlow to the notebook"
+        assert out["determinism"], f"{order}: op determinism is off"
+        assert out["drawn"] == first and out["next"] == second, f"{order}: the import restarted NumPy's stream"
+        assert "absl::InitializeLog" not in stderr and "oneDNN" not in stderr, f"{order}: start-up noise: {stderr[-500:]}"
+        kernels.add(tuple(out["kernel"]))
+    assert len(kernels) == 1, "the same seed gives the same weights whatever the import order"
 
 
 # --- the lock files and the environment report ----------------------------------------------------

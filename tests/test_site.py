@@ -155,6 +155,7 @@ def book(www, tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_site_is_built_with_no_reference_to_the_internet(book):
     assert book.external == [], "the pages load things from the internet"
     assert (book.out / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is served from the site"
@@ -197,6 +198,7 @@ def cdn_site(www, tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_widgets_show_their_static_fallback_and_the_cdn_is_caught(cdn_site):
     page = (cdn_site.out / "chapters" / "00_widgets.html").read_text(encoding="utf-8")
     assert "A still of the slider: live only in JupyterLab." in page
@@ -261,6 +263,7 @@ def _open(driver, url: str) -> None:
     WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
+@pytest.mark.slow
 def test_the_request_log_catches_a_page_that_loads_from_a_cdn(browser, www, cdn_site):
     _requests(browser)
     _open(browser, f"{www[1]}/cdn/chapters/00_widgets.html")
@@ -269,6 +272,7 @@ def test_the_request_log_catches_a_page_that_loads_from_a_cdn(browser, www, cdn_
     assert not browser.find_elements("css selector", "mjx-container"), "the CDN is blocked: no math renders"
 
 
+@pytest.mark.slow
 def test_math_renders_offline_and_sidebar_links_work(browser, www, book):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -304,6 +308,7 @@ def test_math_renders_offline_and_sidebar_links_work(browser, www, book):
     assert elsewhere == [], f"the page asked other machines for {elsewhere}"
 
 
+@pytest.mark.slow
 def test_search_finds_a_glossary_term(browser, www, book):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -318,6 +323,7 @@ def test_search_finds_a_glossary_term(browser, www, book):
     assert _elsewhere(_requests(browser), www[1]) == []
 
 
+@pytest.mark.slow
 def test_a_full_book_run_builds_the_site_and_a_failed_site_build_keeps_the_results(tmp_path):
     """``make book``: the site is built after a FULL run; when it cannot be, the chapters' results stay."""
     import subprocess

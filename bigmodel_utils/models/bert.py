@@ -190,14 +190,16 @@ def fill_in_blank(mlm, tokenizer: CharTokenizer, text: str, index: int, top: int
         raise ValueError(f"the model reads {seq_len - 2} characters; this text has {len(text)}: shorten it")
     if not isinstance(index, (int, np.integer)) or not 0 <= index < len(text):
         raise ValueError(f"index must name a character of the text, 0 to {len(text) - 1}, got {index!r}")
-    if not isinstance(top, (int, np.integer)) or not 1 <= top <= len(tokenizer):
-        raise ValueError(f"top must be between 1 and the vocabulary size {len(tokenizer)}, got {top!r}")
+    if not isinstance(top, (int, np.integer)) or not 1 <= top <= len(tokenizer) - len(SPECIAL_TOKENS):
+        raise ValueError(f"top must be between 1 and the {len(tokenizer) - len(SPECIAL_TOKENS)} characters of the "
+                         f"vocabulary, got {top!r}")
     ids = tokenizer.encode([text], seq_len)
     ids[0, index + 1] = tokenizer.mask_id  # +1: position 0 holds [CLS]
     positions = np.zeros((1, mlm.inputs[1].shape[1]), dtype="int32")
     positions[0, 0] = index + 1
-    logits = keras.ops.convert_to_numpy(mlm([ids, positions], training=False))[0, 0]
-    return [tokenizer.vocabulary[i] for i in np.argsort(-logits)[:top]]
+    logits = keras.ops.convert_to_numpy(mlm([ids, positions], training=False))[0, 0].astype(np.float64)
+    logits[: len(SPECIAL_TOKENS)] = -np.inf  # a guess is a character, never [PAD], [UNK], [CLS], [SEP] or [MASK]
+    return [tokenizer.vocabulary[i] for i in np.argsort(-logits, kind="stable")[:top]]
 
 
 def build_classifier(encoder, dropout: float = 0.1, name: str = "classifier"):

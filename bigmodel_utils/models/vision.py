@@ -80,8 +80,8 @@ def parse_kernel(text: str, size: int = 3) -> np.ndarray:
                 value = float(num) / float(den) if den else float(num)
             except (ValueError, ZeroDivisionError):
                 raise ValueError(f"{cell!r} in row {r} is not a number (write e.g. 0.5, -2 or 1/9)") from None
-            if not np.isfinite(value):
-                raise ValueError(f"{cell!r} in row {r} is not a finite number")
+            if not np.isfinite(np.float32(value)):
+                raise ValueError(f"{cell!r} in row {r} is not a finite float32 number (at most about 3.4e38)")
             values.append(value)
     if len(rows) != size:
         raise ValueError(f"the kernel has {len(rows)} rows, a {size} x {size} kernel needs {size} "
