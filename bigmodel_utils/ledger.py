@@ -378,15 +378,22 @@ def _minutes(seconds: float) -> str:
 
 def time_cell(entry: dict[str, Any]) -> str:
     """The README's time for a chapter: the ledger run's wall time, and what a first run costs more (or a later
-    run less) where the chapter caches expensive work (it records ``cacheable_seconds`` and ``cache_used``)."""
+    run less) where the chapter caches expensive work (it records ``cacheable_seconds``, all its cacheable training
+    as it took when it ran, ``cache_used`` and, where part of it can be cached while the rest runs,
+    ``trained_seconds``: the training this run did)."""
     wall = float(entry["seconds"])
     results = entry["results"]
     cached = results.get("cacheable_seconds")
     if cached is None:
         return _minutes(wall)
-    if results.get("cache_used"):
+    # training this run did (``trained_seconds``; without it: all of it, or none when the cache was used)
+    trained = results.get("trained_seconds", 0.0 if results.get("cache_used") else cached)
+    if not trained:
         return f"{_minutes(wall)} + {_minutes(cached)} the first time (its training is cached)"
-    return f"{_minutes(wall)}, of which {_minutes(cached)} training that later runs load from the cache"
+    if trained >= cached:
+        return f"{_minutes(wall)}, of which {_minutes(cached)} training that later runs load from the cache"
+    return (f"{_minutes(wall)}, of which {_minutes(trained)} training that later runs load from the cache; "
+            f"a first run adds {_minutes(cached - trained)} more (its other training was cached)")
 
 
 def readme_table(results_dir: Path = RESULTS_DIR, notebooks: list[Path] | None = None) -> str:

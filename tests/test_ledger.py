@@ -158,6 +158,14 @@ def test_time_cell():
     assert ledger.time_cell({"seconds": 42, "results": {}}) == "42 s"
     assert ledger.time_cell({"seconds": 600, "results": {"cacheable_seconds": 450, "cache_used": False}}) == (
         "10.0 min, of which 7.5 min training that later runs load from the cache")
+    assert ledger.time_cell({"seconds": 600, "results": {"cacheable_seconds": 450, "cache_used": True}}) == (
+        "10.0 min + 7.5 min the first time (its training is cached)")
+    # part trained, part loaded (chapter 13 once re-trained its GPT but loaded its scaling sweep): never "of which"
+    # more than the run took
+    assert ledger.time_cell({"seconds": 576, "results": {"cacheable_seconds": 801, "cache_used": False,
+                                                          "trained_seconds": 428}}) == (
+        "9.6 min, of which 7.1 min training that later runs load from the cache; a first run adds 6.2 min more "
+        "(its other training was cached)")
 
 
 def test_key_results_is_one_table_cell(monkeypatch, capsys):
