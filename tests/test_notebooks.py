@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -151,6 +153,31 @@ def test_xdist_groups_keep_producers_with_the_chapters_that_load_their_models():
     by_name = {str(p.relative_to(REPO_ROOT / "chapters")): g for p, g in GROUPS.items()}
     assert by_name["08_evaluating_explaining.ipynb"] == by_name["07_transformers_bert.ipynb"] == by_name["05_convolutional_networks.ipynb"]
     assert by_name["00_setup.ipynb"] == SITE_GROUP and "03_preparing_data.ipynb" not in by_name
+
+
+GROUPING_PROBE = """
+import os, pytest
+@pytest.mark.parametrize("i", [pytest.param(i, marks=[pytest.mark.xdist_group("chain")] if i < 4 else []) for i in range(8)])
+def test_probe(i):
+    with open(os.path.join(os.environ["PROBE_OUT"], f"ran-{i}"), "w") as f:
+        f.write(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+@pytest.mark.slow
+def test_pytest_xdist_keeps_a_group_on_one_worker(tmp_path):
+    """``make test``'s grouping, end to end: with ``-n 2 --dist loadgroup`` the four tests of one group run on one
+    worker. (pytest 9.2 with pytest-xdist 3.8 silently distributed them like ungrouped tests, pytest-xdist issue
+    #1386, so two workers ran chapter 07 at once into the same files; the lock keeps pytest below 9.2.)"""
+    (tmp_path / "test_probe.py").write_text(GROUPING_PROBE, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+                           "-c", os.devnull, "--rootdir", str(tmp_path), str(tmp_path / "test_probe.py")],
+                          cwd=tmp_path, env=dict(os.environ, PROBE_OUT=str(tmp_path)), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    workers = {i: (tmp_path / f"ran-{i}").read_text() for i in range(8)}
+    assert len({workers[i] for i in range(4)}) == 1, f"one group spread over workers: {workers}"
+    assert len(set(workers.values())) == 2, f"both workers should get work: {workers}"
 
 
 @pytest.mark.slow
