@@ -41,8 +41,30 @@ def snapshot(folder: Path) -> dict | None:
             for p in sorted(folder.rglob("*"))}
 
 
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def threads_per_worker(cores: int, workers: int) -> int:
+    """The threads each of ``workers`` parallel test processes may use on ``cores`` cores (at least one)."""
+    return max(1, cores // max(1, workers))
+
+
+def share_the_cores(environ=os.environ) -> None:
+    """Under pytest-xdist, each worker, and every notebook kernel and server it starts, uses its share of the
+    cores instead of all of them: TensorFlow's and OpenMP's thread pools sized to cores // workers (a variable
+    already set wins). On 2 cores, two chapters run side by side finish sooner so (measured: chapters 04 and 06
+    at once, 61 s with the default pools, 44 s with one thread each, the same recorded results)."""
+    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if workers < 2:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for name in THREAD_VARIABLES:
+        environ.setdefault(name, str(threads_per_worker(cores, workers)))
+
+
 def pytest_configure(config):
     global LEARNER_CACHE, LEARNER_SNAPSHOT, TEST_CACHE
+    share_the_cores()
     LEARNER_CACHE = learner_cache_dir()
     LEARNER_SNAPSHOT = snapshot(LEARNER_CACHE)
     TEST_CACHE = Path(tempfile.mkdtemp(prefix="bigmodel-test-cache-"))

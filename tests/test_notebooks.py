@@ -180,6 +180,21 @@ def test_pytest_xdist_keeps_a_group_on_one_worker(tmp_path):
     assert len(set(workers.values())) == 2, f"both workers should get work: {workers}"
 
 
+def test_parallel_workers_share_the_cores():
+    from conftest import THREAD_VARIABLES, share_the_cores, threads_per_worker
+
+    assert threads_per_worker(2, 2) == 1 and threads_per_worker(8, 3) == 2 and threads_per_worker(1, 4) == 1
+    env = {"PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "7"}
+    share_the_cores(env)
+    assert env["OMP_NUM_THREADS"] == "7", "a variable the maintainer set wins"
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == str(threads_per_worker(len(os.sched_getaffinity(0)), 2))
+    serial = {"PYTEST_XDIST_WORKER_COUNT": "1"}
+    share_the_cores(serial)
+    assert serial == {"PYTEST_XDIST_WORKER_COUNT": "1"}, "a serial run keeps TensorFlow's own pools"
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) > 1:  # this run: what the notebooks' kernels inherit
+        assert all(name in os.environ for name in THREAD_VARIABLES)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [pytest.param(p, marks=[pytest.mark.xdist_group(GROUPS[p])] if p in GROUPS else [])
                                   for p in NOTEBOOKS], ids=IDS)
