@@ -9,10 +9,13 @@ inherits; it is removed at the end. At the end of the run the learner's cache mu
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import http.server
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -95,9 +98,29 @@ def data_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a browser that drops a request it no longer needs
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path):
+    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) while the block runs; yields the base URL."""
+    server = _QuietServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -105,19 +128,44 @@ def http_root(tmp_path):
     """Serve a temporary folder over HTTP on 127.0.0.1; yields (folder, base_url). Stopped after the test."""
     root = tmp_path / "www"
     root.mkdir()
+    with serve_folder(root) as url:
+        yield root, url
 
-    def handler(*args, **kwargs):
-        return _Handler(*args, directory=str(root), **kwargs)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@contextlib.contextmanager
+def headless_chromium(window_size: str = "1200,800", timeout: float = 30):
+    """Headless Chromium driven by Selenium, for the browser tests (one per test module: start-up costs seconds).
+
+    No other machine can be reached: host names do not resolve and every request not to this machine goes to a
+    proxy that is not there (loopback addresses are never proxied). Every request is logged (the DevTools
+    "performance" log), so a test can check what a page asked for. Without Chromium the test is skipped, and
+    fails under CI (``make test`` installs it with ``make browser``)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "headless Chromium not installed: `make browser` (Debian/Ubuntu: apt install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={window_size}",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(timeout)
+    driver.set_script_timeout(timeout)
     try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+        yield driver
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        driver.quit()
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import headless_chromium
+
 from bigmodel_utils.paths import BUILD_DIR, CHAPTERS_DIR, REPO_ROOT
 
 OVERRIDES = REPO_ROOT / "jupyter" / "overrides.json"  # installed by `make env` into the environment (see Makefile)
 CHAPTER = "01_large_models.ipynb"
 WIDGET_CELL = "ch01-widget"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 
 
 def _free_port() -> int:
@@ -178,29 +178,8 @@ def test_chapters_open_unmodified():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and DRIVER):
-        message = ("headless Chromium not installed: `make browser` "
-                   "(Debian/Ubuntu: apt install chromium chromium-driver)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
-                 # no request leaves the machine: every host name but 127.0.0.1 fails to resolve
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(60)
-    try:
+    with headless_chromium("1280,1400", timeout=60) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 # JavaScript run in the page (JupyterLab exposes itself as window.jupyterapp with expose_app_in_browser).

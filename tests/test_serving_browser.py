@@ -7,40 +7,19 @@ in CI (``CI`` set), where the browser is part of the set-up. The screenshot land
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
+from conftest import headless_chromium
+
 from bigmodel_utils.paths import BUILD_DIR
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving-browser")]  # one browser for the module
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and DRIVER):
-        message = "headless Chromium not installed: `make browser` (Debian/Ubuntu: apt install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,1200"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium("900,1200") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,18 @@ search finds a glossary term, and plots load. The screenshot lands in ``_build/s
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import os
 import re
 import shutil
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from conftest import headless_chromium, serve_folder
 
 from bigmodel_utils import site
 from bigmodel_utils.book import chapter_paths, run_notebook
@@ -34,8 +32,6 @@ pytestmark = pytest.mark.xdist_group("site")  # with chapters 00-02's notebook t
 FEW = ("00", "01", "02")  # fast chapters; 02 has display mathematics ($$) and plots
 MATH_CHAPTER = "02_mathematics_of_learning"
 CDN_MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 
 
 # --- the pure parts ---------------------------------------------------------------------------------------
@@ -123,27 +119,8 @@ def _executed_chapters(tmp: Path) -> tuple[Path, str]:
 def www(tmp_path_factory):
     """A folder served on 127.0.0.1 (a free port) holding the built site under ``book/``: (folder, base URL)."""
     root = tmp_path_factory.mktemp("www")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = _QuietServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, client_address):  # a browser that drops a request it no longer needs
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+    with serve_folder(root) as url:
+        yield root, url
 
 
 @pytest.fixture(scope="module")
@@ -216,30 +193,8 @@ def test_widgets_show_their_static_fallback_and_the_cdn_is_caught(cdn_site):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and DRIVER):
-        message = "headless Chromium not installed: `make browser` (Debian/Ubuntu: apt install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,800",
-                 # no other machine can be reached: names do not resolve, and every request not to this machine
-                 # goes to a proxy that is not there (loopback addresses are never proxied)
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-                 "--proxy-server=http://127.0.0.1:9", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium("1200,800") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _requests(driver) -> list[str]:
