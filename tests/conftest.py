@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated data cache and a real HTTP server on 127.0.0.1.
+"""Shared fixtures: an isolated data cache, a real HTTP server on 127.0.0.1, headless Chromium, and each
+parallel worker's share of the cores.
 
 Test isolation: a test run never reads or writes the learner's own cache (``~/.cache/bigmodel``, or
 ``$XDG_CACHE_HOME/bigmodel``, or the ``$BIGMODEL_DATA_DIR`` the learner set). Before anything is collected,
@@ -52,6 +53,11 @@ def threads_per_worker(cores: int, workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def share_the_cores(environ=os.environ) -> None:
     """Under pytest-xdist, each worker, and every notebook kernel and server it starts, uses its share of the
     cores instead of all of them: TensorFlow's and OpenMP's thread pools sized to cores // workers (a variable
@@ -60,9 +66,8 @@ def share_the_cores(environ=os.environ) -> None:
     workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     if workers < 2:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     for name in THREAD_VARIABLES:
-        environ.setdefault(name, str(threads_per_worker(cores, workers)))
+        environ.setdefault(name, str(threads_per_worker(available_cores(), workers)))
 
 
 def pytest_configure(config):

@@ -170,10 +170,12 @@ def test_pytest_xdist_keeps_a_group_on_one_worker(tmp_path):
     worker. (pytest 9.2 with pytest-xdist 3.8 silently distributed them like ungrouped tests, pytest-xdist issue
     #1386, so two workers ran chapter 07 at once into the same files; the lock keeps pytest below 9.2.)"""
     (tmp_path / "test_probe.py").write_text(GROUPING_PROBE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items()  # options meant for the outer run (--lf, plugins off) stay out
+           if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
+    env["PROBE_OUT"] = str(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
                            "-c", os.devnull, "--rootdir", str(tmp_path), str(tmp_path / "test_probe.py")],
-                          cwd=tmp_path, env=dict(os.environ, PROBE_OUT=str(tmp_path)), capture_output=True, text=True,
-                          timeout=300)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     workers = {i: (tmp_path / f"ran-{i}").read_text() for i in range(8)}
     assert len({workers[i] for i in range(4)}) == 1, f"one group spread over workers: {workers}"
@@ -181,13 +183,13 @@ def test_pytest_xdist_keeps_a_group_on_one_worker(tmp_path):
 
 
 def test_parallel_workers_share_the_cores():
-    from conftest import THREAD_VARIABLES, share_the_cores, threads_per_worker
+    from conftest import THREAD_VARIABLES, available_cores, share_the_cores, threads_per_worker
 
     assert threads_per_worker(2, 2) == 1 and threads_per_worker(8, 3) == 2 and threads_per_worker(1, 4) == 1
     env = {"PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "7"}
     share_the_cores(env)
     assert env["OMP_NUM_THREADS"] == "7", "a variable the maintainer set wins"
-    assert env["TF_NUM_INTRAOP_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == str(threads_per_worker(len(os.sched_getaffinity(0)), 2))
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == str(threads_per_worker(available_cores(), 2))
     serial = {"PYTEST_XDIST_WORKER_COUNT": "1"}
     share_the_cores(serial)
     assert serial == {"PYTEST_XDIST_WORKER_COUNT": "1"}, "a serial run keeps TensorFlow's own pools"
