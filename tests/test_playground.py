@@ -201,6 +201,7 @@ def test_parse_kernel_reads_rows_and_explains_mistakes():
     assert np.array_equal(parse_kernel("-1 0 1; -2 0 2; -1 0 1"), [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
     assert np.allclose(parse_kernel("1/9, 1/9, 1/9\n1/9 1/9 1/9;1/9 1/9 1/9"), np.full((3, 3), 1 / 9))
     assert parse_kernel("1 2 3; 4 5 6; 7 8 9").dtype == np.float32
+    assert parse_kernel("3.4028235e38 0 0; 0 0 0; 0 0 0")[0, 0] == np.finfo(np.float32).max  # as NumPy prints it
     for bad, message in [("1 2; 3 4; 5 6", "row 1 .* 2 numbers"), ("1 2 3; 4 5 6", "2 rows"),
                          ("1 x 3; 4 5 6; 7 8 9", "'x' in row 1"), ("1/0 0 0; 0 0 0; 0 0 0", "not a number"),
                          ("inf 0 0; 0 0 0; 0 0 0", "not a finite"), ("1e39 0 0; 0 0 0; 0 0 0", "not a finite"),

@@ -80,7 +80,9 @@ def parse_kernel(text: str, size: int = 3) -> np.ndarray:
                 value = float(num) / float(den) if den else float(num)
             except (ValueError, ZeroDivisionError):
                 raise ValueError(f"{cell!r} in row {r} is not a number (write e.g. 0.5, -2 or 1/9)") from None
-            if not abs(value) <= float(np.finfo(np.float32).max):  # NaN too; in Python floats: a cast would warn
+            with np.errstate(over="ignore"):  # the message below says it; no NumPy warning beside it
+                finite = np.isfinite(np.float32(value))  # 3.4028235e38 rounds to float32's largest number: allowed
+            if not finite:
                 raise ValueError(f"{cell!r} in row {r} is not a finite float32 number (at most about 3.4e38)")
             values.append(value)
     if len(rows) != size:
