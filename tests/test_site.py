@@ -227,6 +227,12 @@ def test_the_request_log_catches_a_page_that_loads_from_a_cdn(browser, www, cdn_
     assert not browser.find_elements("css selector", "mjx-container"), "the CDN is blocked: no math renders"
 
 
+# the display equations wider than their box, with the start of their text and both widths in pixels
+WIDE_EQUATIONS = """return [...document.querySelectorAll("mjx-container[display='true']")]
+    .filter(m => m.scrollWidth > m.clientWidth + 2)
+    .map(m => m.textContent.slice(0, 60) + ' | ' + m.scrollWidth + ' > ' + m.clientWidth)"""
+
+
 @pytest.mark.slow
 def test_math_renders_offline_and_sidebar_links_work(browser, www, book):
     from selenium.webdriver.common.by import By
@@ -240,6 +246,9 @@ def test_math_renders_offline_and_sidebar_links_work(browser, www, book):
     assert len(browser.find_elements(By.CSS_SELECTOR, "mjx-container")) > 20, "inline mathematics rendered too"
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "$$" not in text and "\\frac" not in text, "raw TeX on the page"
+    browser.execute_async_script("MathJax.startup.promise.then(arguments[arguments.length - 1])")
+    wide = browser.execute_script(WIDE_EQUATIONS)
+    assert wide == [], f"display equations wider than the text column (a reader scrolls them sideways): {wide}"
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(
         "return [...document.querySelectorAll('.cell_output img')].some(i => i.complete && i.naturalWidth > 0)"))
 
