@@ -1,6 +1,7 @@
 """Where the time goes: one table of the book's FULL runs, its SMOKE runs in ``make test``, and its benchmarks.
 
     python -m bigmodel_utils.timings          # writes _build/timings.md (and .json) and prints it
+    python -m bigmodel_utils.timings compare RUN_A RUN_B   # two make tests' _build/smoke folders: same results?
 
 Three sources, each written by the run that measured it, none typed by hand:
 
@@ -17,6 +18,7 @@ Three sources, each written by the run that measured it, none typed by hand:
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -128,7 +130,49 @@ def write(out_dir: Path = BUILD_DIR) -> Path:
     return target
 
 
+#: recorded values that measure speed (or follow from a speed), not what a chapter computed: they differ between
+#: any two runs, so compare_smoke leaves them out
+SPEED_KEY = re.compile(r"second|speed|gflops|tokens_per|latency|throughput|_ms\b|_ms_|time|slowdown|mfu|"
+                       r"years_on_this_cpu|kv_cache_gain|key results", re.I)
+
+
+def compare_smoke(run_a: Path, run_b: Path) -> tuple[int, list[str]]:
+    """Compare the values two SMOKE runs recorded (``_build/smoke`` of two ``make test`` runs, say one serial and
+    one parallel): every ``*/*.results.json`` key except speeds (SPEED_KEY). Returns how many values are equal and a
+    line per value that differs or is missing on one side."""
+    files = sorted({p.relative_to(run) for run in (run_a, run_b) for p in Path(run).glob("*/*.results.json")})
+    if not files:
+        raise FileNotFoundError(f"no */*.results.json under {run_a} or {run_b}: give two make test runs' _build/smoke")
+    equal, differ = 0, []
+    for name in files:
+        a, b = (_read(Path(run) / name) for run in (run_a, run_b))
+        if a is None or b is None:
+            differ.append(f"{name}: missing or unreadable in " + " and ".join(
+                str(run) for run, data in ((run_a, a), (run_b, b)) if data is None))
+            continue
+        for key in sorted(set(a) | set(b), key=str):
+            if SPEED_KEY.search(key):
+                continue
+            if a.get(key) == b.get(key):
+                equal += 1
+            else:
+                differ.append(f"{name}: {key}: {a.get(key, '(missing)')!r} vs {b.get(key, '(missing)')!r}")
+    return equal, differ
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        if len(argv) != 3:
+            print("usage: python -m bigmodel_utils.timings compare RUN_A RUN_B  (two make test runs' _build/smoke)")
+            return 2
+        try:
+            equal, differ = compare_smoke(Path(argv[1]), Path(argv[2]))
+        except FileNotFoundError as e:
+            print(f"error: {e}")
+            return 2
+        print("\n".join(differ + [f"{equal} recorded values equal, {len(differ)} differ (speeds left out)"]))
+        return 1 if differ else 0
     target = write()
     print(target.read_text(encoding="utf-8"))
     print(f"(written to {target})")

@@ -1,0 +1,45 @@
+"""python -m bigmodel_utils.timings compare: two SMOKE runs' recorded values side by side, speeds left out."""
+
+from __future__ import annotations
+
+import json
+
+from bigmodel_utils import timings
+
+
+def _run(root, values: dict[str, dict]):
+    for name, data in values.items():
+        path = root / "chapters" / f"{name}.results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_speeds_differ_and_nothing_is_reported(tmp_path):
+    a = _run(tmp_path / "a", {"07_x": {"accuracy": 0.5, "finetune_seconds": 49, "key results": "0.5 in 49 s"}})
+    b = _run(tmp_path / "b", {"07_x": {"accuracy": 0.5, "finetune_seconds": 61, "key results": "0.5 in 61 s"}})
+    assert timings.compare_smoke(a, b) == (1, [])
+    assert timings.main(["compare", str(a), str(b)]) == 0
+
+
+def test_a_changed_missing_or_unreadable_result_is_reported(tmp_path, capsys):
+    a = _run(tmp_path / "a", {"07_x": {"accuracy": 0.589, "loss": 1.0}, "08_y": {"auc": 0.9}, "09_z": {"n": 1},
+                              "10_w": {"n": 2}})
+    b = _run(tmp_path / "b", {"07_x": {"accuracy": 0.591}, "09_z": {"n": 1}, "11_v": {"n": 3}})
+    (b / "chapters" / "10_w.results.json").write_text("{not json", encoding="utf-8")
+    equal, differ = timings.compare_smoke(a, b)
+    assert equal == 1
+    assert differ == ["chapters/07_x.results.json: accuracy: 0.589 vs 0.591",
+                      "chapters/07_x.results.json: loss: 1.0 vs '(missing)'",
+                      f"chapters/08_y.results.json: missing or unreadable in {b}",
+                      f"chapters/10_w.results.json: missing or unreadable in {b}",
+                      f"chapters/11_v.results.json: missing or unreadable in {a}"]
+    assert timings.main(["compare", str(a), str(b)]) == 1
+    assert "1 recorded values equal, 5 differ" in capsys.readouterr().out
+
+
+def test_compare_says_what_to_give_it(tmp_path, capsys):
+    assert timings.main(["compare", str(tmp_path)]) == 2
+    assert "usage" in capsys.readouterr().out
+    assert timings.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "_build/smoke" in capsys.readouterr().out
