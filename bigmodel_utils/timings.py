@@ -146,9 +146,9 @@ def compare_smoke(run_a: Path, run_b: Path) -> tuple[int, list[str]]:
     equal, differ = 0, []
     for name in files:
         a, b = (_read(Path(run) / name) for run in (run_a, run_b))
-        if a is None or b is None:
+        if not (isinstance(a, dict) and isinstance(b, dict)):
             differ.append(f"{name}: missing or unreadable in " + " and ".join(
-                str(run) for run, data in ((run_a, a), (run_b, b)) if data is None))
+                str(run) for run, data in ((run_a, a), (run_b, b)) if not isinstance(data, dict)))
             continue
         for key in sorted(set(a) | set(b), key=str):
             if SPEED_KEY.search(key):

@@ -27,15 +27,18 @@ def test_a_changed_missing_or_unreadable_result_is_reported(tmp_path, capsys):
                               "10_w": {"n": 2}})
     b = _run(tmp_path / "b", {"07_x": {"accuracy": 0.591}, "09_z": {"n": 1}, "11_v": {"n": 3}})
     (b / "chapters" / "10_w.results.json").write_text("{not json", encoding="utf-8")
+    (a / "chapters" / "12_u.results.json").write_text("[1, 2]", encoding="utf-8")  # JSON, but not a record
+    (b / "chapters" / "12_u.results.json").write_text("{}", encoding="utf-8")
     equal, differ = timings.compare_smoke(a, b)
     assert equal == 1
     assert differ == ["chapters/07_x.results.json: accuracy: 0.589 vs 0.591",
                       "chapters/07_x.results.json: loss: 1.0 vs '(missing)'",
                       f"chapters/08_y.results.json: missing or unreadable in {b}",
                       f"chapters/10_w.results.json: missing or unreadable in {b}",
-                      f"chapters/11_v.results.json: missing or unreadable in {a}"]
+                      f"chapters/11_v.results.json: missing or unreadable in {a}",
+                      f"chapters/12_u.results.json: missing or unreadable in {a}"]
     assert timings.main(["compare", str(a), str(b)]) == 1
-    assert "1 recorded values equal, 5 differ" in capsys.readouterr().out
+    assert "1 recorded values equal, 6 differ" in capsys.readouterr().out
 
 
 def test_compare_says_what_to_give_it(tmp_path, capsys):
