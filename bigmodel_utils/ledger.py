@@ -396,6 +396,23 @@ def time_cell(entry: dict[str, Any]) -> str:
             f"a first run adds {_minutes(cached - trained)} more (its other training was cached)")
 
 
+def machines_text(machines: dict[str, dict]) -> str:
+    """Where the FULL runs ran, from ``{chapter number: entry["machine"]}``: "2 cores (CPU)" when every chapter ran on
+    one machine, else the most used machine, then the chapters that ran elsewhere, e.g. "2 cores (Intel Xeon);
+    chapter 13 on 2 cores (AMD EPYC)"."""
+    groups: dict[str, list[str]] = {}
+    for number, m in sorted(machines.items()):
+        m = m if isinstance(m, dict) else {"cpu": str(m)}
+        groups.setdefault(f"{m.get('cores', '?')} cores ({m.get('cpu', '?')})", []).append(number)
+    if not groups:
+        return "an unrecorded machine"
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    text = ordered[0][0]
+    for label, numbers in ordered[1:]:
+        text += f"; chapter{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} on {label}"
+    return text
+
+
 def readme_table(results_dir: Path = RESULTS_DIR, notebooks: list[Path] | None = None) -> str:
     """The README's chapter table, from the ledger: chapter, seed topics, FULL-mode time and key results."""
     notebooks = chapters() if notebooks is None else notebooks
@@ -403,18 +420,17 @@ def readme_table(results_dir: Path = RESULTS_DIR, notebooks: list[Path] | None =
              "| # | chapter | seed topics it covers | full mode, time | key results (full mode) |",
              "|---|---|---|---|---|"]
     total = 0.0
-    machines = set()
+    machines = {}
     for nb in notebooks:
         entry = read_entry(nb, results_dir)
         total += float(entry["seconds"])
-        m = entry.get("machine", {})
-        machines.add(f"{m.get('cores', '?')} cores ({m.get('cpu', '?')})")
+        machines[nb.stem[:2]] = entry.get("machine", {})
         key = entry["results"].get(KEY_RESULTS, "–")
         link = f"[{_title(nb)}](chapters/{nb.name})"
         lines.append(f"| {nb.stem[:2]} | {link} | {_seed_topics(nb)} | {time_cell(entry)} | {key} |")
     lines.append("")
     lines.append(f"Times and results are those of each chapter's last FULL run, recorded in [`results/`](results/) "
-                 f"on {' and '.join(sorted(machines))}: {total / 60:.1f} minutes for the chapters in all.")
+                 f"on {machines_text(machines)}: {total / 60:.1f} minutes for the chapters in all.")
     lines.append(README_END)
     return "\n".join(lines)
 

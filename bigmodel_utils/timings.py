@@ -79,8 +79,8 @@ def collect(results_dir: Path = RESULTS, smoke_dir: Path = SMOKE_TIMINGS, make_t
     for number, key, what, unit in BENCHMARKS:
         value = entries.get(number, {}).get("results", {}).get(key)
         benchmarks.append({"chapter": number, "key": key, "what": what, "value": value, "unit": unit})
-    machine = next((e.get("machine") for e in entries.values() if e.get("machine")), None)
-    return {"chapters": chapters, "benchmarks": benchmarks, "make_test": _read(make_test), "machine": machine}
+    machines = {number: e["machine"] for number, e in entries.items() if e.get("machine")}
+    return {"chapters": chapters, "benchmarks": benchmarks, "make_test": _read(make_test), "machines": machines}
 
 
 def markdown(data: dict) -> str:
@@ -115,9 +115,10 @@ def markdown(data: dict) -> str:
     for b in data["benchmarks"]:
         value = "–" if b["value"] is None else f"{b['value']} {b['unit']}".strip()
         lines.append(f"| {b['chapter']} | {b['what']} | {value} |")
-    if data.get("machine"):
-        m = data["machine"]
-        lines += ["", f"Machine of the FULL runs: {m.get('cpu', m) if isinstance(m, dict) else m}."]
+    if data.get("machines"):
+        from bigmodel_utils.ledger import machines_text
+
+        lines += ["", f"Machines of the FULL runs: {machines_text(data['machines'])}."]
     return "\n".join(lines) + "\n"
 
 

@@ -197,3 +197,12 @@ def test_prose_numbers_lists_numbers_outside_code_maths_and_references(tmp_path)
     found = ledger.prose_numbers(nb)
     assert [(n, s.split(",")[0]) for _, n, s in found] == [("0.93", "The CNN reaches 0.93 here"), ("2.5×", "The CNN reaches 0.93 here")]
     assert {cell for cell, _, _ in found} == {2}
+
+
+def test_machines_text_names_the_chapters_that_ran_on_another_machine():
+    xeon, epyc = {"cores": 2, "cpu": "Intel Xeon"}, {"cores": 2, "cpu": "AMD EPYC"}
+    assert ledger.machines_text({"00": xeon, "01": xeon}) == "2 cores (Intel Xeon)"
+    assert ledger.machines_text({"00": xeon, "01": xeon, "13": epyc}) == "2 cores (Intel Xeon); chapter 13 on 2 cores (AMD EPYC)"
+    assert (ledger.machines_text({"00": epyc, "07": xeon, "13": xeon, "14": epyc, "15": xeon})
+            == "2 cores (Intel Xeon); chapters 00, 14 on 2 cores (AMD EPYC)")
+    assert ledger.machines_text({}) == "an unrecorded machine"
