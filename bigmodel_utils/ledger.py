@@ -402,6 +402,8 @@ def machines_text(machines: dict[str, dict]) -> str:
     chapter 13 on 2 cores (AMD EPYC)"."""
     groups: dict[str, list[str]] = {}
     for number, m in sorted(machines.items()):
+        if not m:
+            continue  # an entry without a machine record says nothing about where it ran
         m = m if isinstance(m, dict) else {"cpu": str(m)}
         groups.setdefault(f"{m.get('cores', '?')} cores ({m.get('cpu', '?')})", []).append(number)
     if not groups:

@@ -205,4 +205,5 @@ def test_machines_text_names_the_chapters_that_ran_on_another_machine():
     assert ledger.machines_text({"00": xeon, "01": xeon, "13": epyc}) == "2 cores (Intel Xeon); chapter 13 on 2 cores (AMD EPYC)"
     assert (ledger.machines_text({"00": epyc, "07": xeon, "13": xeon, "14": epyc, "15": xeon})
             == "2 cores (Intel Xeon); chapters 00, 14 on 2 cores (AMD EPYC)")
-    assert ledger.machines_text({}) == "an unrecorded machine"
+    assert ledger.machines_text({}) == ledger.machines_text({"03": {}}) == "an unrecorded machine"
+    assert ledger.machines_text({"00": xeon, "03": {}}) == "2 cores (Intel Xeon)"
