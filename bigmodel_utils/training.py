@@ -1,13 +1,15 @@
 """Feeding ``model.fit`` on a small CPU (chapters 07, 13 and 14).
 
-Given NumPy arrays, ``model.fit`` builds a ``tf.data`` pipeline that slices batches in parallel and prefetches them,
-with TensorFlow's autotuner sizing both while training runs. On a machine with two cores those helper threads and
-the training step get in each other's way: on the 2-core AMD EPYC where this was found, a Transformer's training
-step fed that way was slower than the same compiled step fed batch by batch, with the cores partly idle
-(``benchmarks/pretraining_speed.py`` times the ways in back-to-back pairs on your machine). :func:`batches` hands
-``fit`` the same batches, in the same order, from a plain pipeline: no prefetching, no autotuning, one thread.
-Everything else about ``fit`` (the callbacks, the history, the loss it reports) stays as it was; pass
-``shuffle=False`` to ``fit`` (the batches are already in the order wanted, and Keras warns otherwise).
+Given NumPy arrays, ``model.fit`` (with the TensorFlow backend) builds a ``tf.data`` pipeline that slices batches on
+parallel threads and prefetches them, with TensorFlow's autotuner sizing both while training runs. On a machine with
+two cores those helper threads and the training step get in each other's way: on the 2-core AMD EPYC where this was
+found, a Transformer's training step fed that way was slower than the same compiled step fed batch by batch, with
+the cores partly idle (``benchmarks/pretraining_speed.py`` times the ways in back-to-back pairs on your machine).
+:func:`batches` hands ``fit`` the same batches, in the same order, from a plain pipeline: no prefetching and no
+autotuner; each batch is sliced when ``fit`` asks for it. The callbacks, the history and the loss ``fit`` reports
+stay as they were; ``fit``'s own batching arguments (``batch_size``, ``sample_weight``, ``validation_split``) do not
+apply to a dataset, and ``fit`` should get ``shuffle=False`` (the batches are already in the order wanted, and Keras
+warns otherwise). On many cores or a GPU, prefetching usually pays: this is a choice for small CPUs.
 """
 
 from __future__ import annotations
@@ -18,12 +20,23 @@ import numpy as np
 
 
 def _rows(name: str, value) -> np.ndarray:
-    array = np.asarray(value)
+    if value is None:
+        raise ValueError(f"{name} is None: batches needs one row per example in every array it is given")
+    if isinstance(value, (dict, tuple)):
+        raise TypeError(f"{name} is a {type(value).__name__}: batches takes one array for y and for sample_weight, and "
+                        "for x one array or a tuple of arrays in the model's input order; a model with several outputs "
+                        "or named inputs needs a tf.data pipeline of its own")
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # rows of different lengths
+        raise ValueError(f"{name} has rows of different lengths ({error}); pad them to one length first, "
+                         "as the tokenizers' encode does") from None
     if array.ndim == 0:
         raise ValueError(f"{name} is a single value, not rows: pass an array with one row per example")
     if array.dtype == object:
-        raise TypeError(f"{name} holds Python objects ({type(np.ravel(array)[0]).__name__}), not numbers: "
-                        "pass a NumPy array of numbers, for example token ids")
+        kinds = sorted({type(v).__name__ for v in np.ravel(array)}) or ["nothing"]
+        raise TypeError(f"{name} holds Python objects ({', '.join(kinds)}), not numbers: pass a NumPy array of "
+                        "numbers, for example token ids")
     return array
 
 
@@ -33,7 +46,9 @@ def batches(x, y, sample_weight=None, *, batch_size: int):
     shuffle=False)`` would make, without its prefetching and autotuning threads.
 
     ``x`` is one array or a tuple or list of arrays (a model with several inputs); every array has one row per
-    example. Shuffle before calling, as chapter 13 does, if the order should change from pass to pass.
+    example; a list of rows for one input should be made an array first (``np.asarray``), since a list means one
+    array per input. Float arrays become float32 (Keras's default float type), as ``fit`` does with arrays. Shuffle
+    before calling, as chapter 13 does, if the order should change from pass to pass.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of rows, at least 1; got {batch_size!r}")
@@ -55,8 +70,14 @@ def batches(x, y, sample_weight=None, *, batch_size: int):
     quiet_tensorflow()
     import tensorflow as tf
 
-    parts = (inputs, targets) if weights is None else (inputs, targets, weights)
+    import keras
+
+    def floats_as_floatx(array):
+        return array.astype(keras.config.floatx()) if np.issubdtype(array.dtype, np.floating) else array
+
+    inputs = tuple(map(floats_as_floatx, inputs)) if isinstance(inputs, tuple) else floats_as_floatx(inputs)
+    parts = (inputs, floats_as_floatx(targets)) + (() if weights is None else (floats_as_floatx(weights),))
     options = tf.data.Options()
-    options.autotune.enabled = False  # no autotuner thread resizing buffers while the step runs
-    options.threading.private_threadpool_size = 1  # the slicing runs on one thread of the pipeline's own
+    options.autotune.enabled = False  # no autotuner resizing buffers while the step runs
+    options.threading.private_threadpool_size = 1  # a pool of one thread for anything the pipeline runs on its own
     return tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).with_options(options)

@@ -18,11 +18,18 @@ def test_the_rows_come_in_order_in_batches_with_a_shorter_last_one():
     np.testing.assert_array_equal(np.concatenate([by for _, by in got]), y)
 
 
-def test_several_inputs_and_sample_weights_keep_their_structure():
-    ids, pos, y, w = np.ones((5, 8), int), np.zeros((5, 3), int), np.ones((5, 3), int), np.full((5, 3), 0.5)
-    (b_ids, b_pos), b_y, b_w = next(iter(batches((ids, pos), y, w, batch_size=2)))
-    assert (b_ids.shape, b_pos.shape, b_y.shape, b_w.shape) == ((2, 8), (2, 3), (2, 3), (2, 3))
-    assert next(iter(batches([ids, pos], y, batch_size=5)))[0][1].shape == (5, 3)  # a list works like a tuple
+def test_several_inputs_and_sample_weights_keep_their_places_and_values():
+    rows = np.arange(5)[:, None]
+    ids, pos, y, w = rows * 10 + np.arange(8), rows * 100 + np.arange(3), rows * 1000 + np.arange(3), rows + np.zeros(3)
+    (b_ids, b_pos), b_y, b_w = next(iter(batches((ids, pos), y, w.astype("float64"), batch_size=2)))
+    np.testing.assert_array_equal(b_ids, ids[:2])
+    np.testing.assert_array_equal(b_pos, pos[:2])
+    np.testing.assert_array_equal(b_y, y[:2])
+    np.testing.assert_array_equal(b_w, w[:2])
+    assert b_w.dtype.name == "float32", "float arrays become Keras's float type, as fit makes them"
+    assert b_ids.dtype.name == "int64", "integers stay as they are"
+    (l_ids, l_pos), _ = next(iter(batches([ids, pos], y, batch_size=5)))  # a list of inputs works like a tuple
+    np.testing.assert_array_equal(l_pos, pos)
 
 
 def test_the_pipeline_runs_without_autotuning_on_one_thread():
@@ -33,10 +40,11 @@ def test_the_pipeline_runs_without_autotuning_on_one_thread():
 
 @pytest.mark.slow  # two XLA compilations: about 25 s
 def test_fit_on_it_trains_exactly_as_fit_on_the_arrays():
-    # chapter 07's model, in miniature: two inputs, per-target weights, XLA; the same batches give the same weights
+    # chapter 07's model, in miniature: two inputs, per-target weights, dropout, XLA, and 22 rows in batches of 5 (a
+    # shorter last batch); the same batches give the same weights
     rng = np.random.default_rng(0)
-    ids, pos = rng.integers(5, 40, (20, 16)), np.sort(rng.integers(1, 15, (20, 4)), axis=1)
-    y, w = rng.integers(5, 40, (20, 4)), (rng.random((20, 4)) < 0.8).astype("float32")
+    ids, pos = rng.integers(5, 40, (22, 16)), np.sort(rng.integers(1, 15, (22, 4)), axis=1)
+    y, w = rng.integers(5, 40, (22, 4)), (rng.random((22, 4)) < 0.8).astype("float32")
 
     def trained(feed):
         keras.utils.set_random_seed(0)
@@ -71,6 +79,18 @@ def test_bad_arguments_say_what_to_pass(call, message):
         call()
 
 
-def test_rows_of_python_objects_are_refused_with_the_type_named():
-    with pytest.raises(TypeError, match="str"):
-        batches(np.array(["a", None, "c"], dtype=object), np.ones(3), batch_size=2)
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: batches(np.array(["a", None, "c"], dtype=object), np.ones(3), batch_size=2), "str"),
+    (lambda: batches({"ids": np.ones((3, 2))}, np.ones(3), batch_size=2), "dict"),
+    (lambda: batches(np.ones((3, 2)), (np.ones(3), np.ones(3)), batch_size=2), "several outputs"),
+])
+def test_what_batches_cannot_take_is_refused_with_the_type_named(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+def test_missing_targets_and_ragged_rows_say_what_to_do():
+    with pytest.raises(ValueError, match="y is None"):
+        batches(np.ones((3, 2)), None, batch_size=2)
+    with pytest.raises(ValueError, match="pad them"):
+        batches(np.ones((2, 2)), [[1, 2], [3]], batch_size=2)
