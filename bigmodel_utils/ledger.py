@@ -376,6 +376,17 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 100 else f"{seconds / 60:.1f} min"
 
 
+def first_run_extra_seconds(results: dict[str, Any]) -> float | None:
+    """What a first run, with nothing cached, adds to the ledger run's wall time: the chapter's cacheable training
+    (``cacheable_seconds``) less what this run trained itself (``trained_seconds``; without it, all of it unless
+    ``cache_used``). ``None`` for a chapter that caches nothing."""
+    cached = results.get("cacheable_seconds")
+    if cached is None:
+        return None
+    trained = results.get("trained_seconds", 0.0 if results.get("cache_used") else cached)
+    return max(0.0, float(cached) - float(trained))
+
+
 def time_cell(entry: dict[str, Any]) -> str:
     """The README's time for a chapter: the ledger run's wall time, and what a first run costs more (or a later
     run less) where the chapter caches expensive work (it records ``cacheable_seconds``, all its cacheable training

@@ -46,3 +46,19 @@ def test_compare_says_what_to_give_it(tmp_path, capsys):
     assert "usage" in capsys.readouterr().out
     assert timings.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "_build/smoke" in capsys.readouterr().out
+
+
+def test_a_cold_book_counts_training_once_whether_the_full_run_trained_or_loaded_it(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    entries = {"07_transformers_bert": {"cacheable_seconds": 550, "cache_used": True},  # loaded: a first run adds 550
+               "13_gpt_from_scratch": {"cacheable_seconds": 1095, "cache_used": False},  # trained: inside its 1432
+               "14_adapting_serving": {"cacheable_seconds": 700, "cache_used": True, "trained_seconds": 200}}
+    walls = {"07_transformers_bert": 774, "13_gpt_from_scratch": 1432, "14_adapting_serving": 900}
+    for name, values in entries.items():
+        (results / f"{name}.json").write_text(json.dumps({"seconds": walls[name], "results": values}), encoding="utf-8")
+    data = timings.collect(results, tmp_path / "no-smoke", tmp_path / "no-make-test.json")
+    extra = {r["chapter"]: r["first_time_extra_seconds"] for r in data["chapters"] if r["full_seconds"] is not None}
+    assert extra == {"07_transformers_bert": 550, "13_gpt_from_scratch": 0, "14_adapting_serving": 500}
+    assert "A cold `make book` (every training from scratch) adds the first-time column: 69.3 min in all." \
+        in timings.markdown(data)  # (774 + 1432 + 900 + 550 + 0 + 500) / 60 s
