@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from bigmodel_utils.data import load_dataset  # noqa: E402
 from bigmodel_utils.models.bert import CharTokenizer, build_classifier  # noqa: E402
 from bigmodel_utils.models.transformer import build_encoder  # noqa: E402
-from bigmodel_utils.training import build_for_fit  # noqa: E402
+from bigmodel_utils.fitting import build_for_fit  # noqa: E402
 
 SEQ_LEN, D_MODEL, N_LAYERS, N_HEADS, D_FF, VOCAB_SIZE, SEED = 64, 128, 2, 4, 256, 3000, 0  # chapter 07's
 
@@ -59,7 +59,7 @@ def fit_classifier(model, x, y, lr, early, test, jit):
                                                       warmup_steps=max(1, steps // 10))
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01), loss="binary_crossentropy",
                   metrics=["accuracy"], jit_compile=jit)
-    build_for_fit(model, *early)  # as the chapter: the training step traced once
+    build_for_fit(model, x, y)  # as the chapter: the training step traced once
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     history = model.fit(x, y, validation_data=early, epochs=epochs, batch_size=32, callbacks=[stop], verbose=0)
     return float(model.evaluate(*test, verbose=0)[1]), len(history.history["loss"])

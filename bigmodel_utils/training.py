@@ -1,4 +1,4 @@
-"""Feeding ``model.fit`` on a small CPU (chapters 07, 13 and 14), and tracing its training step once.
+"""Feeding ``model.fit`` on a small CPU (chapters 07, 13 and 14).
 
 Given NumPy arrays, ``model.fit`` (with the TensorFlow backend) builds a ``tf.data`` pipeline that slices batches on
 parallel threads and prefetches them, with TensorFlow's autotuner sizing both while training runs. On a machine with
@@ -10,11 +10,6 @@ autotuner; each batch is sliced when ``fit`` asks for it. The callbacks, the his
 stay as they were; ``fit``'s own batching arguments (``batch_size``, ``sample_weight``, ``validation_split``) do not
 apply to a dataset, and ``fit`` should get ``shuffle=False`` (the batches are already in the order wanted, and Keras
 warns otherwise). On many cores or a GPU, prefetching usually pays: this is a choice for small CPUs.
-
-:func:`build_for_fit` is for the first ``fit`` of a freshly compiled model. TensorFlow traces the training step into
-a graph on that first call; Keras (without a distribution strategy) creates the optimizer's moments and the compiled
-metrics' counters inside that trace, and a ``tf.function`` whose first trace creates variables is traced a second
-time. Creating them beforehand saves the second trace: seconds per model, which add up in a sweep that trains dozens.
 """
 
 from __future__ import annotations
@@ -86,28 +81,3 @@ def batches(x, y, sample_weight=None, *, batch_size: int):
     options.autotune.enabled = False  # no autotuner resizing buffers while the step runs
     options.threading.private_threadpool_size = 1  # a pool of one thread for anything the pipeline runs on its own
     return tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).with_options(options)
-
-
-def build_for_fit(model, x, y, **evaluate_args) -> dict:
-    """Create the variables that ``model.fit`` would otherwise create while tracing its first training step (the
-    optimizer's, with ``optimizer.build``, and the compiled metrics', with one ``evaluate``), so that the training
-    step is traced once instead of twice; return the untrained model's loss and metrics on ``x``, ``y`` (a baseline
-    worth having anyway: ``evaluate``'s dict).
-
-    Call it after ``compile`` and before the first ``fit``; pass the validation data that ``fit`` gets, since
-    ``fit`` reuses the evaluation step traced here. It changes no weight and draws no random number: ``fit`` trains
-    exactly as it would without it (``tests/test_training.py`` checks both).
-    """
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"build_for_fit takes a Keras model, got {type(model).__name__}")
-    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        raise ValueError("the model is not compiled: call model.compile(optimizer=..., loss=...) first, then "
-                         "build_for_fit, then fit")
-    if not model.built:
-        raise ValueError("the model has no weights yet: build it (call it once on a batch, or give it an Input) "
-                         "before build_for_fit")
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)  # what the first training step would do, inside the trace
-    return model.evaluate(x, y, verbose=0, return_dict=True, **evaluate_args)

@@ -166,6 +166,13 @@ def test_time_cell():
                                                           "trained_seconds": 428}}) == (
         "9.6 min, of which 7.1 min training that later runs load from the cache; a first run adds 6.2 min more "
         "(its other training was cached)")
+    # training recorded as longer than the cacheable total (rounding): all of it was this run's, nothing to add
+    assert ledger.time_cell({"seconds": 600, "results": {"cacheable_seconds": 450, "trained_seconds": 451}}) == (
+        "10.0 min, of which 7.5 min training that later runs load from the cache")
+    # the README's column and _build/timings.md's first-time column follow one rule
+    for results in ({"cacheable_seconds": 450, "cache_used": True}, {"cacheable_seconds": 801, "trained_seconds": 428}):
+        extra = ledger.first_run_extra_seconds(results)
+        assert f"{ledger._minutes(extra)} " in ledger.time_cell({"seconds": 600, "results": results})
 
 
 def test_key_results_is_one_table_cell(monkeypatch, capsys):

@@ -7,7 +7,7 @@ import pytest
 
 from bigmodel_utils.models.bert import build_mlm_model
 from bigmodel_utils.models.transformer import build_encoder, keras
-from bigmodel_utils.training import batches, build_for_fit
+from bigmodel_utils.training import batches
 
 
 def test_the_rows_come_in_order_in_batches_with_a_shorter_last_one():
@@ -94,51 +94,3 @@ def test_missing_targets_and_ragged_rows_say_what_to_do():
         batches(np.ones((3, 2)), None, batch_size=2)
     with pytest.raises(ValueError, match="pad them"):
         batches(np.ones((2, 2)), [[1, 2], [3]], batch_size=2)
-
-
-def _counting_model(seed=0):
-    """A small classifier with dropout whose training step counts how often TensorFlow traces it (Python code in
-    train_step runs at trace time only)."""
-    class Counting(keras.Model):
-        traces = 0
-
-        def train_step(self, data):
-            Counting.traces += 1
-            return super().train_step(data)
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6,))
-    hidden = keras.layers.Dropout(0.3)(keras.layers.Dense(8, activation="relu")(inputs))
-    model = Counting(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
-    model.compile(optimizer=keras.optimizers.AdamW(1e-2), loss="binary_crossentropy", metrics=["accuracy"])
-    return model, Counting
-
-
-def test_build_for_fit_traces_the_training_step_once_and_trains_identically():
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(40, 6)).astype("float32"), rng.integers(0, 2, 40).astype("float32")
-    x_val, y_val = x[:10], y[:10]
-    plain, counted = _counting_model()
-    plain.fit(x, y, validation_data=(x_val, y_val), epochs=2, batch_size=8, verbose=0)
-    assert counted.traces == 2, "without it, the first fit traces its step twice (variables made in the first trace)"
-    built, counted = _counting_model()
-    baseline = build_for_fit(built, x_val, y_val)
-    assert set(baseline) == {"loss", "accuracy"} and np.isfinite(baseline["loss"])
-    built.fit(x, y, validation_data=(x_val, y_val), epochs=2, batch_size=8, verbose=0)
-    assert counted.traces == 1
-    for a, b in zip(plain.get_weights(), built.get_weights()):
-        np.testing.assert_array_equal(a, b)  # same seed, same dropout draws, same weights
-    assert build_for_fit(built, x_val, y_val)["loss"] < baseline["loss"], "a second call is harmless"
-
-
-def test_build_for_fit_says_what_is_missing():
-    with pytest.raises(TypeError, match="takes a Keras model"):
-        build_for_fit("model", np.ones((2, 6)), np.ones(2))
-    inputs = keras.Input((6,))
-    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
-    with pytest.raises(ValueError, match="call model.compile"):
-        build_for_fit(model, np.ones((2, 6)), np.ones(2))
-    lazy = keras.Sequential([keras.layers.Dense(1)])
-    lazy.compile(optimizer="adam", loss="mse")
-    with pytest.raises(ValueError, match="no weights yet"):
-        build_for_fit(lazy, np.ones((2, 6)), np.ones(2))
