@@ -37,6 +37,13 @@ UPGRADE ?=
 
 .PHONY: lab test test-fast book site stale readme serve browser clean lock env
 
+# requirements.lock is a whole environment (make lock freezes one), so it is installed with --no-deps: exactly
+# what it pins and nothing else. It leaves out LOCK_EXCLUDE: rfc3987-syntax (and lark, which only it needs), which
+# jsonschema's format-nongpl extra (asked for by jupyter-events) uses to check IRIs; it compiles some 35 Earley
+# parsers when imported, 1.7 s in every process that imports nbformat (each notebook papermill runs, JupyterLab,
+# the test workers), and nothing here validates an IRI (jsonschema issue #1428). jsonschema skips it when absent.
+LOCK_EXCLUDE := rfc3987-syntax lark
+
 # Rebuild .venv from scratch when it is missing or when a lock file changed since it was built. JupyterLab's
 # settings for the book (jupyter/overrides.json: no "Jupyter news" question, no update check, so opening the book
 # asks nothing of the internet) go where JupyterLab reads an environment's defaults; a learner's own settings win.
@@ -46,7 +53,7 @@ $(STAMP): $(LOCKS) jupyter/overrides.json
 	    echo "lock files changed (or .venv is incomplete): rebuilding $(VENV)"; rm -rf $(VENV); fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	mkdir -p $(dir $(LAB_OVERRIDES)) && cp jupyter/overrides.json $(LAB_OVERRIDES)
@@ -110,7 +117,7 @@ lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	$(if $(UPGRADE),.lock-venv/bin/python -m pip install --quiet .,grep -E '^[A-Za-z0-9_.-]+==' requirements.lock > .lock-constraints.txt && .lock-venv/bin/python -m pip install --quiet -c .lock-constraints.txt . && rm -f .lock-constraints.txt)
-	{ head -n 3 requirements.lock; .lock-venv/bin/python -m pip freeze --exclude bigmodel-utils | sort -f; } > requirements.lock.new
+	{ head -n 3 requirements.lock; .lock-venv/bin/python -m pip freeze --exclude bigmodel-utils $(addprefix --exclude ,$(LOCK_EXCLUDE)) | sort -f; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv build *.egg-info
 	@echo "requirements.lock updated: run 'make test', then commit it"
 

@@ -34,9 +34,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bigmodel_utils.data import load_dataset  # noqa: E402
+from bigmodel_utils.fitting import build_for_fit  # noqa: E402
 from bigmodel_utils.models.bert import CharTokenizer, build_classifier  # noqa: E402
 from bigmodel_utils.models.transformer import build_encoder  # noqa: E402
-from bigmodel_utils.fitting import build_for_fit  # noqa: E402
 
 SEQ_LEN, D_MODEL, N_LAYERS, N_HEADS, D_FF, VOCAB_SIZE, SEED = 64, 128, 2, 4, 256, 3000, 0  # chapter 07's
 

@@ -19,7 +19,7 @@ def build_for_fit(model, x, y, sample_weight=None) -> None:
     Call it after ``compile``, right before ``fit``, with the arrays ``fit`` gets (two rows are enough), and after the
     last change to which layers are trainable: the optimizer is built for the trainable weights of that moment. It
     changes no weight and draws no random number (dropout is off in that one forward pass): ``fit`` trains exactly as
-    it would without it (``tests/test_training.py`` checks both, and counts the traces).
+    it would without it (``tests/test_fitting.py`` checks both, and counts the traces).
     """
     import keras
 

@@ -57,9 +57,9 @@ def _seconds(s: float | None) -> str:
 
 
 def collect(results_dir: Path = RESULTS, smoke_dir: Path = SMOKE_TIMINGS, make_test: Path = MAKE_TEST) -> dict:
+    """Every measured time, as a dict (what ``_build/timings.json`` holds)."""
     from bigmodel_utils.ledger import first_run_extra_seconds
 
-    """Every measured time, as a dict (what ``_build/timings.json`` holds)."""
     entries = {p.stem[:2]: e for p in sorted(results_dir.glob("[0-9][0-9]_*.json")) if (e := _read(p))}
     records = [r for p in (sorted(smoke_dir.glob("*.json")) if smoke_dir.is_dir() else [])
                if (r := _read(p)) and isinstance(r.get("seconds"), (int, float))]

@@ -71,21 +71,26 @@ def test_text_rnn_bad_arguments(kwargs):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_text_rnn_output_does_not_depend_on_padding(kind, seed):
     """The pooled features and the probability of the same review, with no, some and much padding, for several
-    random initialisations and reviews of several lengths (a single small model can pass by luck)."""
+    random initialisations and reviews of several lengths (a single small model can pass by luck). The reviews are
+    padded together, to 1, 5 and 60 past the longest, so one batch holds rows with different amounts of padding
+    (from 1 to 76 positions), as a real batch does; each row must give what the review gives alone."""
     import keras
 
     keras.utils.set_random_seed(seed)
     model = build_text_rnn(kind, 30, None, embed_dim=8, units=8)
-    pooled = keras.Model(model.input, model.get_layer("pooled").output)
+    both = keras.Model(model.input, [model.get_layer("pooled").output, model.output])
     rng = np.random.default_rng(seed)
-    for length in (1, 4, 17):
-        ids = rng.integers(2, 30, size=(2, length))
-        for extra in (1, 5, 60):
-            padded = np.pad(ids, ((0, 0), (0, extra)))
-            for m in (pooled, model):
-                a = keras.ops.convert_to_numpy(m(ids, training=False))
-                b = keras.ops.convert_to_numpy(m(padded, training=False))
-                assert np.abs(a - b).max() < 1e-6, f"{kind}, {m.name}: padding by {extra} moves the output by {np.abs(a - b).max():.1e}"
+    lengths = (1, 4, 17)
+    reviews = {length: rng.integers(2, 30, size=(2, length)) for length in lengths}  # two reviews of each length
+    alone = {length: [keras.ops.convert_to_numpy(o) for o in both(ids, training=False)] for length, ids in reviews.items()}
+    for extra in (1, 5, 60):
+        width = max(lengths) + extra
+        padded = np.concatenate([np.pad(ids, ((0, 0), (0, width - ids.shape[1]))) for ids in reviews.values()])
+        outputs = [keras.ops.convert_to_numpy(o) for o in both(padded, training=False)]
+        for i, length in enumerate(lengths):
+            for name, a, b in zip(("pooled", "probability"), alone[length], outputs):
+                moved = np.abs(a - b[2 * i:2 * i + 2]).max()
+                assert moved < 1e-6, f"{kind}, {name}: a review of {length} padded to {width} moves by {moved:.1e}"
 
 
 def test_masked_max_over_time():
