@@ -77,8 +77,8 @@ test:
 	echo "make test: $$secs s in all (environment, browser and tests; TEST_JOBS=$(TEST_JOBS)), exit status $$rc; where the time went: _build/timings.md"; \
 	exit $$rc
 
-# The edit-test loop: the unit tests only (no notebook, browser or JupyterLab), in under two minutes. Not a
-# substitute for 'make test', which CI runs.
+# The edit-test loop: the unit tests only (no notebook, browser, JupyterLab or server and worker processes: the
+# tests marked 'slow'), in under two minutes. Not a substitute for 'make test', which CI runs.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 

@@ -31,6 +31,7 @@ def _notebook(path, *sources, title="# 99 · A tiny chapter"):
     return path
 
 
+@pytest.mark.slow
 def test_ok_notebook_gets_smoke_and_records_results(tmp_path):
     nb = _notebook(
         tmp_path / "99_tiny.ipynb",
@@ -44,6 +45,7 @@ def test_ok_notebook_gets_smoke_and_records_results(tmp_path):
     assert (tmp_path / "out" / "99_tiny.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_failing_cell_is_reported(tmp_path):
     nb = _notebook(tmp_path / "98_fail.ipynb", "x = 1", "raise ValueError('the loss did not fall')", "y = 2")
     r = run_notebook(nb, tmp_path / "out", smoke=True, timeout=120)
@@ -52,6 +54,7 @@ def test_failing_cell_is_reported(tmp_path):
     assert "FAILED in cell 3" in r.describe()
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_kernel_and_reports(tmp_path):
     marker = tmp_path / "kernel.pid"
     nb = _notebook(tmp_path / "97_slow.ipynb", f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)")
@@ -87,6 +90,7 @@ def test_record_outside_the_runner_checks_and_prints_nothing(monkeypatch):
         _jsonable([1, 2])
 
 
+@pytest.mark.slow
 def test_summary_merges_rows_and_renders_html(tmp_path):
     nb = _notebook(tmp_path / "95_ok.ipynb", "print('hello')")
     r = run_notebook(nb, tmp_path / "notebooks", smoke=False, timeout=120)
@@ -113,6 +117,7 @@ def test_resolve_chapters_by_number_and_unknown():
         resolve_chapters(["77"])
 
 
+@pytest.mark.slow
 def test_cli_reports_failure_and_continues(tmp_path):
     bad = _notebook(tmp_path / "93_bad.ipynb", "1 / 0")
     good = _notebook(tmp_path / "92_good.ipynb", "print('fine')")

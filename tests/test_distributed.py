@@ -97,6 +97,7 @@ def test_bad_arguments_are_refused_before_anything_starts():
         launch_workers([sys.executable, "-c", "pass"], timeout=0)
 
 
+@pytest.mark.slow
 def test_a_worker_without_tf_config_says_how_to_start_it(tmp_path):
     import subprocess
 

@@ -492,6 +492,7 @@ def test_the_generation_load_test_measures_both_ways_of_generating(saved_gpt):
         generation_load_test("http://127.0.0.1:1", "gpt", prompts, clients=0)
 
 
+@pytest.mark.slow
 def test_the_kv_cache_comparison_runs_its_service_in_a_process_and_stops_it(saved_gpt, processes_mentioning):
     from bigmodel_utils.serving.loadtest import kv_cache_comparison
 

@@ -77,6 +77,7 @@ def test_a_full_run_writes_its_entry(tiny_run):
     assert ledger.check_entry(nb, root / "results") == entry
 
 
+@pytest.mark.slow
 def test_a_smoke_run_or_a_failed_run_writes_nothing(tmp_path):
     ok = _notebook(tmp_path / "98_ok.ipynb", "x = 1")
     bad = _notebook(tmp_path / "97_bad.ipynb", "if not SMOKE:\n    assert 1 == 2, 'a FULL-mode assertion fails'")

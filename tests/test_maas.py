@@ -343,6 +343,7 @@ def _post_http(url, key, body=None):
         return error.code
 
 
+@pytest.mark.slow
 def test_two_server_processes_share_one_quota_and_a_restart_loses_nothing(registry, tmp_path, processes_mentioning):
     import subprocess
     import sys

@@ -218,6 +218,7 @@ def test_eight_threads_get_the_offline_answers(served, saved_models):
     assert not failures, failures[:5]
 
 
+@pytest.mark.slow
 def test_the_command_line_serves_under_waitress(saved_models):
     import socket
     import subprocess
@@ -273,6 +274,7 @@ def test_default_model_paths_follow_the_chapters(tmp_path, monkeypatch):
         default_model_path("speech")
 
 
+@pytest.mark.slow
 def test_the_load_test_runs_both_services_and_stops_them(saved_models, processes_mentioning):
     from bigmodel_utils.serving.loadtest import compare, load_test
 

@@ -71,9 +71,10 @@ def test_text_rnn_bad_arguments(kwargs):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_text_rnn_output_does_not_depend_on_padding(kind, seed):
     """The pooled features and the probability of the same review, with no, some and much padding, for several
-    random initialisations and reviews of several lengths (a single small model can pass by luck). The reviews are
-    padded together, to 1, 5 and 60 past the longest, so one batch holds rows with different amounts of padding
-    (from 1 to 76 positions), as a real batch does; each row must give what the review gives alone."""
+    random initialisations and reviews of several lengths (a single small model can pass by luck): each length
+    padded by one position, then all the reviews padded together to 1, 5 and 60 past the longest, so that one batch
+    holds rows with different amounts of padding (1 to 76 positions), as a real batch does. Every row must give what
+    its review gives alone."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -83,14 +84,19 @@ def test_text_rnn_output_does_not_depend_on_padding(kind, seed):
     lengths = (1, 4, 17)
     reviews = {length: rng.integers(2, 30, size=(2, length)) for length in lengths}  # two reviews of each length
     alone = {length: [keras.ops.convert_to_numpy(o) for o in both(ids, training=False)] for length, ids in reviews.items()}
-    for extra in (1, 5, 60):
-        width = max(lengths) + extra
-        padded = np.concatenate([np.pad(ids, ((0, 0), (0, width - ids.shape[1]))) for ids in reviews.values()])
-        outputs = [keras.ops.convert_to_numpy(o) for o in both(padded, training=False)]
-        for i, length in enumerate(lengths):
+
+    def check(batch, lengths_in_batch):
+        outputs = [keras.ops.convert_to_numpy(o) for o in both(batch, training=False)]
+        for i, length in enumerate(lengths_in_batch):
             for name, a, b in zip(("pooled", "probability"), alone[length], outputs):
                 moved = np.abs(a - b[2 * i:2 * i + 2]).max()
-                assert moved < 1e-6, f"{kind}, {name}: a review of {length} padded to {width} moves by {moved:.1e}"
+                assert moved < 1e-6, f"{kind}, {name}: a review of {length} padded to {batch.shape[1]} moves by {moved:.1e}"
+
+    for length, ids in reviews.items():
+        check(np.pad(ids, ((0, 0), (0, 1))), [length])
+    for extra in (1, 5, 60):
+        width = max(lengths) + extra
+        check(np.concatenate([np.pad(ids, ((0, 0), (0, width - length))) for length, ids in reviews.items()]), lengths)
 
 
 def test_masked_max_over_time():
