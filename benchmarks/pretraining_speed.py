@@ -5,8 +5,10 @@ and where a training step's time goes.
     .venv/bin/python benchmarks/pretraining_speed.py --model gpt --rounds 12 --json out.json
 
 **Settings.** Each model is built with its chapter's shape and optimizer and trained on random tokens under the
-chapter's setting (XLA, ``jit_compile=True``, at the chapter's batch) and under alternatives that change one thing:
-no XLA (what Keras picks on a CPU-only machine), twice and four times the batch, and attention computed without
+chapter's compile arguments (``jit_compile=True``, at the chapter's batch), with XLA on: this script does not switch
+on op determinism, under which Keras declines XLA, as it does in the chapters (``setup_notebook`` switches it on). So
+"the chapter's setting" below means the chapters' arguments with XLA, and "no XLA" is what the chapters get today.
+The alternatives change one thing: no XLA (also what Keras picks on a CPU-only machine), twice and four times the batch, and attention computed without
 returning its weights (a proposed change to ``TransformerEncoderBlock``, which asks Keras for the weights on every
 call, and so keeps Keras from ``keras.ops.dot_product_attention``, its attention without the weights as outputs;
 the chapters don't use it yet), ``model.fit`` given the arrays themselves (Keras then builds its own ``tf.data``
