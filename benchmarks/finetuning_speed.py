@@ -7,8 +7,9 @@ Chapter 07 fine-tunes a classifier on its mini-BERT encoder for each number of l
 AdamW with warm-up and cosine decay, batches of 32, about 4,000 examples seen, early stopping on 500 validation
 reviews, then accuracy on the test split). This script runs that recipe, copied from the chapter, on the real reviews
 for one network (the same architecture from random weights: no pre-trained model needed), with op determinism on
-as in the chapter, under ``jit_compile=False`` (what Keras picks on a CPU-only machine, and the chapter's setting)
-and ``jit_compile=True`` (XLA), one change at a time, same seed, after one untimed warm-up fit (TensorFlow's
+as in the chapter, without XLA (``jit_compile=False``: what Keras picks on a CPU-only machine, and the chapter's
+setting) and with it (``bigmodel_utils.training.compile_with_xla``: a plain ``jit_compile=True`` is declined by Keras
+under op determinism, so before that function this script compared no XLA with no XLA), one change at a time, same seed, after one untimed warm-up fit (TensorFlow's
 first-use costs). It reports the wall time of the whole call (compiling included: each call builds a new model, as
 the sweep does), the epochs early stopping let run and the time per epoch (the two settings may stop at different
 epochs, since XLA's arithmetic differs in the last bits), and the test accuracy. XLA compiles once per batch shape,
@@ -37,6 +38,7 @@ from bigmodel_utils.data import load_dataset  # noqa: E402
 from bigmodel_utils.fitting import build_for_fit  # noqa: E402
 from bigmodel_utils.models.bert import CharTokenizer, build_classifier  # noqa: E402
 from bigmodel_utils.models.transformer import build_encoder  # noqa: E402
+from bigmodel_utils.training import compile_with_xla  # noqa: E402
 
 SEQ_LEN, D_MODEL, N_LAYERS, N_HEADS, D_FF, VOCAB_SIZE, SEED = 64, 128, 2, 4, 256, 3000, 0  # chapter 07's
 
@@ -51,14 +53,18 @@ def data():
 
 
 def fit_classifier(model, x, y, lr, early, test, jit):
-    """Chapter 07's ``fit_classifier``, with ``jit_compile`` as the one change."""
+    """Chapter 07's ``fit_classifier``, with XLA as the one change."""
     n = len(x)
     epochs = int(np.clip(4000 // n, 3, 30))
     steps = epochs * int(np.ceil(n / 32))
     schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - steps // 10), warmup_target=lr,
                                                       warmup_steps=max(1, steps // 10))
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01), loss="binary_crossentropy",
-                  metrics=["accuracy"], jit_compile=jit)
+    args = {"optimizer": keras.optimizers.AdamW(schedule, weight_decay=0.01), "loss": "binary_crossentropy",
+            "metrics": ["accuracy"]}
+    if jit:
+        compile_with_xla(model, **args)
+    else:
+        model.compile(**args, jit_compile=False)
     build_for_fit(model, x, y)  # as the chapter: the training step traced once
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     history = model.fit(x, y, validation_data=early, epochs=epochs, batch_size=32, callbacks=[stop], verbose=0)

@@ -5,10 +5,11 @@ and where a training step's time goes.
     .venv/bin/python benchmarks/pretraining_speed.py --model gpt --rounds 12 --json out.json
 
 **Settings.** Each model is built with its chapter's shape and optimizer and trained on random tokens under the
-chapter's compile arguments (``jit_compile=True``, at the chapter's batch), with XLA on: this script does not switch
-on op determinism, under which Keras declines XLA, as it does in the chapters (``setup_notebook`` switches it on). So
-"the chapter's setting" below means the chapters' arguments with XLA, and "no XLA" is what the chapters get today.
-The alternatives change one thing: no XLA (also what Keras picks on a CPU-only machine), twice and four times the batch, and attention computed without
+chapter's compile arguments, under op determinism as in the chapters (``setup_notebook`` switches it on): XLA
+through ``bigmodel_utils.training.compile_with_xla``, at the chapter's batch (Keras declines a plain
+``jit_compile=True`` under op determinism, and before that function the chapters trained without XLA).
+The alternatives change one thing: no XLA (``jit_compile=False``: what the chapters had, and what Keras picks on a
+CPU-only machine), twice and four times the batch, and attention computed without
 returning its weights (a proposed change to ``TransformerEncoderBlock``, which asks Keras for the weights on every
 call, and so keeps Keras from ``keras.ops.dot_product_attention``, its attention without the weights as outputs;
 the chapters don't use it yet), ``model.fit`` given the arrays themselves (Keras then builds its own ``tf.data``
@@ -57,7 +58,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bigmodel_utils.training import batches  # noqa: E402
+from bigmodel_utils.training import batches, compile_with_xla  # noqa: E402
 
 from bigmodel_utils import profiling, scale  # noqa: E402
 from bigmodel_utils.models import transformer  # noqa: E402
@@ -120,9 +121,12 @@ def compiled(case: str, setting: dict, seed: int = 0) -> keras.Model:
         transformer.TransformerEncoderBlock.call = attention_without_weights
     try:
         model = build(case, seed)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.1 if case == "gpt" else 0.01),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=setting["jit_compile"])
+        args = {"optimizer": keras.optimizers.AdamW(1e-3, weight_decay=0.1 if case == "gpt" else 0.01),
+                "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+        if setting["jit_compile"]:
+            compile_with_xla(model, **args)
+        else:
+            model.compile(**args, jit_compile=False)
         x, y = data(case, 2 * setting["batch"], seed=99)
         tokens_per_second(model, x, y, setting, 1)  # trace (and compile) now, through the loop that will be timed
     finally:
@@ -189,6 +193,7 @@ def main(argv=None) -> int:
     if args.rounds < 2 or args.block_steps < 4 or args.quality_steps < 1:
         parser.error("--rounds must be at least 2 (for quartiles), --block-steps at least 4 (so that four times the "
                      "batch still makes a step), --quality-steps at least 1")
+    tf.config.experimental.enable_op_determinism()  # as setup_notebook does in the chapters
     peak = scale.matmul_gflops()
     print(f"matmul speed of this CPU (chapter 00's measurement): {peak:.0f} GFLOP/s", flush=True)
     report = {"matmul_gflops": peak, "models": {}}

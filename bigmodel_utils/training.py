@@ -1,4 +1,4 @@
-"""Feeding ``model.fit`` on a small CPU (chapters 07, 13 and 14).
+"""Feeding ``model.fit`` on a small CPU, and compiling its step with XLA (chapters 07, 13 and 14).
 
 Given NumPy arrays, ``model.fit`` (with the TensorFlow backend) builds a ``tf.data`` pipeline that slices batches on
 parallel threads and prefetches them, with TensorFlow's autotuner sizing both while training runs. On a machine with
@@ -81,3 +81,43 @@ def batches(x, y, sample_weight=None, *, batch_size: int):
     options.autotune.enabled = False  # no autotuner resizing buffers while the step runs
     options.threading.private_threadpool_size = 1  # a pool of one thread for anything the pipeline runs on its own
     return tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).with_options(options)
+
+
+def compile_with_xla(model, **compile_args) -> None:
+    """``model.compile(**compile_args, jit_compile=True)`` that gets XLA even while op determinism is on.
+
+    Keras 3 (TensorFlow backend) declines ``jit_compile=True`` whenever TensorFlow's op determinism is on
+    (``model_supports_jit`` in ``keras/src/trainers/trainer.py``), with the warning "Model doesn't support
+    `jit_compile=True`. Proceeding with `jit_compile=False`", because on a GPU some operations have no deterministic
+    XLA version. ``setup_notebook`` turns op determinism on, so without this every chapter trains without XLA. On a
+    CPU, XLA's training step repeats exactly from the same seed (``tests/test_training.py`` checks it), so here op
+    determinism is switched off for the ``compile`` call alone (where Keras makes its choice) and switched back on
+    at once; the step is traced and compiled later, by ``fit``, under op determinism.
+
+    On a machine with a GPU, and with a backend other than TensorFlow, this is a plain ``compile`` with
+    ``jit_compile=True``: Keras decides, as it would without this function. Raises ``RuntimeError`` when Keras still
+    declines XLA on a CPU (a layer that does not support it), so that a chapter never thinks it has XLA when it has not.
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"compile_with_xla takes a Keras model, got {type(model).__name__}")
+    if "jit_compile" in compile_args:
+        raise TypeError("compile_with_xla sets jit_compile=True itself: leave it out of the arguments")
+    if keras.backend.backend() != "tensorflow":
+        model.compile(**compile_args, jit_compile=True)
+        return
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # where Keras itself reads the setting
+
+    if tf.config.list_physical_devices("GPU") or not tf_config.is_op_determinism_enabled():
+        model.compile(**compile_args, jit_compile=True)
+        return
+    tf_config.disable_op_determinism()
+    try:
+        model.compile(**compile_args, jit_compile=True)
+    finally:
+        tf_config.enable_op_determinism()
+    if not model.jit_compile:
+        raise RuntimeError("Keras declined XLA for this model (one of its layers does not support jit_compile): "
+                           "compile it with model.compile(..., jit_compile=False) instead")

@@ -1,4 +1,5 @@
-"""bigmodel_utils.training.batches: the batches model.fit makes from arrays, from a plain tf.data pipeline."""
+"""bigmodel_utils.training: batches (the batches model.fit makes from arrays, from a plain tf.data pipeline) and
+compile_with_xla (XLA under op determinism)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from bigmodel_utils.models.bert import build_mlm_model
 from bigmodel_utils.models.transformer import build_encoder, keras
-from bigmodel_utils.training import batches
+from bigmodel_utils.training import batches, compile_with_xla
 
 
 def test_the_rows_come_in_order_in_batches_with_a_shorter_last_one():
@@ -38,7 +39,7 @@ def test_the_pipeline_runs_without_autotuning_on_one_thread():
     assert options.threading.private_threadpool_size == 1
 
 
-@pytest.mark.slow  # about 25 s (jit_compile=True as the chapters ask; Keras declines it under op determinism)
+@pytest.mark.slow  # about 25 s (XLA, as the chapters compile)
 def test_fit_on_it_trains_exactly_as_fit_on_the_arrays():
     # chapter 07's model, in miniature: two inputs, per-target weights, dropout, its compile arguments, and 22 rows in batches of 5 (a
     # shorter last batch); the same batches give the same weights
@@ -49,10 +50,9 @@ def test_fit_on_it_trains_exactly_as_fit_on_the_arrays():
     def trained(feed):
         keras.utils.set_random_seed(0)
         model = build_mlm_model(build_encoder(40, 16, 16, 1, 2, 32, norm_first=True, dropout=0.1, name="tiny"), 40, 4)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-2),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                                      reduction="mean_with_sample_weight"),
-                      jit_compile=True)
+        compile_with_xla(model, optimizer=keras.optimizers.AdamW(1e-2),
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                         reduction="mean_with_sample_weight"))
         history = feed(model)
         return history.history["loss"], model.get_weights()
 
@@ -94,3 +94,57 @@ def test_missing_targets_and_ragged_rows_say_what_to_do():
         batches(np.ones((3, 2)), None, batch_size=2)
     with pytest.raises(ValueError, match="pad them"):
         batches(np.ones((2, 2)), [[1, 2], [3]], batch_size=2)
+
+
+@pytest.fixture
+def op_determinism():
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()  # as setup_notebook leaves it in every chapter
+    yield tf_config
+    if not was_on:
+        tf_config.disable_op_determinism()
+
+
+def _tiny_gpt_like(dropout):
+    ids = keras.Input((12,), dtype="int32")
+    h = keras.layers.Embedding(30, 16)(ids)  # its gradient is a scatter-add: the op determinism makes slow without XLA
+    h = keras.layers.MultiHeadAttention(2, 8, dropout=dropout)(h, h, use_causal_mask=True)
+    return keras.Model(ids, keras.layers.Dense(30)(h))
+
+
+@pytest.mark.slow  # about 15 s: four short trainings
+def test_compile_with_xla_gets_xla_under_op_determinism_and_repeats_exactly(op_determinism):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 30, (40, 12)).astype("int32")
+    y = np.roll(x, -1, axis=1)
+
+    def trained(xla, dropout):
+        keras.utils.set_random_seed(0)
+        model = _tiny_gpt_like(dropout)
+        args = {"optimizer": keras.optimizers.AdamW(1e-2), "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+        if xla:
+            compile_with_xla(model, **args)
+        else:
+            model.compile(**args, jit_compile=True)  # what the chapters had: Keras declines XLA, with a warning
+        assert model.jit_compile is xla
+        assert op_determinism.is_op_determinism_enabled(), "op determinism is back on after compiling"
+        model.fit(batches(x, y, batch_size=8), epochs=2, shuffle=False, verbose=0)
+        return np.concatenate([w.ravel() for w in model.get_weights()])
+
+    first, second = trained(xla=True, dropout=0.1), trained(xla=True, dropout=0.1)
+    np.testing.assert_array_equal(second, first)  # the same seed, the same weights to the last bit, dropout included
+    with pytest.warns(UserWarning, match="jit_compile"):
+        plain = trained(xla=False, dropout=0.0)
+    compiled = trained(xla=True, dropout=0.0)
+    # without dropout (XLA draws other random numbers from the same seed), the same training to rounding
+    np.testing.assert_allclose(compiled, plain, atol=1e-4)
+    assert not np.array_equal(compiled, plain), "XLA really compiled the step (its rounding differs)"
+
+
+def test_compile_with_xla_refuses_what_it_cannot_compile():
+    with pytest.raises(TypeError, match="Keras model"):
+        compile_with_xla("not a model", optimizer="adam", loss="mse")
+    with pytest.raises(TypeError, match="jit_compile"):
+        compile_with_xla(keras.Sequential([keras.layers.Dense(1)]), optimizer="adam", loss="mse", jit_compile=False)
