@@ -50,7 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bigmodel_utils.notebook import quiet_tensorflow  # noqa: E402
+from bigmodel_utils.notebook import quiet_tensorflow, seed_everything  # noqa: E402
 
 quiet_tensorflow()
 
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     if args.rounds < 2 or args.block_steps < 4 or args.quality_steps < 1:
         parser.error("--rounds must be at least 2 (for quartiles), --block-steps at least 4 (so that four times the "
                      "batch still makes a step), --quality-steps at least 1")
-    tf.config.experimental.enable_op_determinism()  # as setup_notebook does in the chapters
+    seed_everything(0, deterministic=True)  # seeds and op determinism, as setup_notebook sets them in the chapters
     peak = scale.matmul_gflops()
     print(f"matmul speed of this CPU (chapter 00's measurement): {peak:.0f} GFLOP/s", flush=True)
     report = {"matmul_gflops": peak, "models": {}}
