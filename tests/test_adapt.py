@@ -87,6 +87,26 @@ def test_our_lora_equals_keras_enable_lora_and_merging_keeps_the_outputs(tiny, e
     np.testing.assert_allclose(logits(ours, x), adapted, atol=1e-5)
 
 
+def test_lora_multiplies_through_the_rank_never_forming_a_times_b(tiny, monkeypatch):
+    # x·(A·B) costs a full d_in x d_out product more than (x·A)·B, forward and backward: chapter 14's LoRA step
+    # was slower than full fine-tuning's. Only the embedding's adapter forms A·B (the tied output layer reads the table).
+    model, tok = fresh(tiny)
+    add_lora(model, 2, seed=0)
+    for adapter in adapters_of(model):
+        adapter.b.assign(np.full(adapter.b.shape, 0.1, "float32"))
+    x = ids(tok)
+    adapted = logits(model, x)
+
+    def no_full_product(self):
+        raise AssertionError(f"{self.name} formed A·B")
+
+    monkeypatch.setattr(LoRA, "delta", no_full_product)
+    np.testing.assert_array_equal(logits(model, x), adapted)
+    monkeypatch.undo()
+    merge_lora(model)  # the merged kernel, W + (alpha / r)·A·B, computes the same
+    np.testing.assert_allclose(logits(model, x), adapted, atol=1e-5)
+
+
 def test_adapters_save_and_load_alone(tiny, tmp_path):
     model, tok = fresh(tiny)
     x = ids(tok)
@@ -122,6 +142,10 @@ def test_lora_refuses_what_it_cannot_wrap():
     plain.build((None, 4))
     with pytest.raises(ValueError, match="rank"):
         LoRA(plain, 0)
+    transposed = keras.layers.EinsumDense("ab,cb->ac", output_shape=3)  # kernel (3, 4): its last axis is the input's
+    transposed.build((None, 4))
+    with pytest.raises(ValueError, match="last axis"):
+        LoRA(transposed, 2)
 
 
 def test_added_tokens_leave_the_old_vocabulary_alone(tiny):

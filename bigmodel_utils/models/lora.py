@@ -1,8 +1,11 @@
 """LoRA, low-rank adaptation (Hu et al. 2021), written out as a Keras layer, and Keras's own (chapter 14).
 
-A frozen layer computes ``x·W + b``; LoRA adds ``(alpha / r)·x·(A·B)`` with ``A`` of shape ``W.shape[:-1] + (r,)``
+A frozen layer computes ``x·W + b``; LoRA adds ``(alpha / r)·x·A·B`` with ``A`` of shape ``W.shape[:-1] + (r,)``
 and ``B`` of shape ``(r, W.shape[-1])``: only ``A`` and ``B`` are trained. ``B`` starts at zero, so an adapted
-model computes exactly what the base model computes until the first update. For a ``Dense`` layer ``A·B`` is a
+model computes exactly what the base model computes until the first update. The product is taken as
+``(x·A)·B``, through the narrow ``r`` columns, as Hu et al. do, never as ``x·(A·B)``: forming ``A·B`` first
+costs a second full ``d_in x d_out`` product per token in the forward pass and two more in the backward pass,
+more arithmetic than full fine-tuning itself. For a ``Dense`` layer ``A·B`` is a
 ``d_in x d_out`` matrix of rank at most ``r``; for an ``EinsumDense`` (the projections inside
 ``MultiHeadAttention``) the shapes are Keras's (``EinsumDense.enable_lora``), so the two implementations can be
 compared weight for weight. :func:`merge_lora` folds ``(alpha / r)·A·B`` into ``W`` for serving (no extra
@@ -26,12 +29,13 @@ FEED_FORWARD = ("ff1", "ff2")
 
 
 class LoRA(keras.layers.Layer):
-    """``base(x) + (alpha / rank)·x·(A·B)``, with ``base`` (a ``Dense``, ``EinsumDense`` or ``Embedding``) frozen.
+    """``base(x) + (alpha / rank)·(x·A)·B``, with ``base`` (a ``Dense``, ``EinsumDense`` or ``Embedding``) frozen.
 
-    ``A`` starts random (He-uniform, as Keras's), ``B`` at zero. The adapter is applied to the input with the
-    base layer's own equation (``Dense``: a matrix product; ``EinsumDense``: its einsum; ``Embedding``: a row of the
-    adapted table, which the GPT's tied output layer also reads), so it has the shape
-    of the layer's output whatever the layer.
+    ``A`` starts random (He-uniform, as Keras's), ``B`` at zero. ``A`` is applied to the input with the base
+    layer's own equation (``Dense``: a matrix product; ``EinsumDense``: its einsum, whose kernel's last axis is the
+    output's last axis), which gives ``r`` numbers where the layer gives its last output axis; ``B`` maps those to
+    the output. An ``Embedding`` looks a row up in the adapted table instead, which the GPT's tied output layer
+    also reads (that table, ``W + (alpha / rank)·A·B``, is formed in full: the output layer needs all of it).
     """
 
     def __init__(self, base, rank: int, alpha: float | None = None, **kwargs):
@@ -44,6 +48,11 @@ class LoRA(keras.layers.Layer):
             raise ValueError(f"rank must be a positive integer, got {rank}")
         if not base.built:
             raise ValueError(f"build {base.name} (call the model once) before wrapping it")
+        if isinstance(base, keras.layers.EinsumDense):
+            inputs, output = base.equation.replace(" ", "").split("->")
+            if inputs.split(",")[1][-1] != output[-1]:
+                raise ValueError(f"{base.name}'s equation {base.equation!r}: LoRA needs the kernel's last axis to be "
+                                 "the output's last axis (as in every Keras attention projection)")
         self.base, self.rank = base, int(rank)
         self.alpha = float(rank if alpha is None else alpha)
         base.trainable = False
@@ -72,10 +81,10 @@ class LoRA(keras.layers.Layer):
         if isinstance(self.base, keras.layers.Embedding):  # a lookup in the adapted table: row i + (alpha/r)·A[i]·B
             return keras.ops.take(self.embeddings, keras.ops.cast(x, "int32"), axis=0)
         if isinstance(self.base, keras.layers.EinsumDense):
-            update = keras.ops.einsum(self.base.equation, x, self.delta())
+            narrow = keras.ops.einsum(self.base.equation, x, self.a)  # (..., r): x·A, never x·(A·B)
         else:
-            update = keras.ops.matmul(x, self.delta())
-        return self.base(x) + update
+            narrow = keras.ops.matmul(x, self.a)
+        return self.base(x) + keras.ops.matmul(narrow, self.b) * self.scale
 
 
 def _projections(model, embedding: bool = False):
