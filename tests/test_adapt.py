@@ -144,8 +144,11 @@ def test_lora_refuses_what_it_cannot_wrap():
         LoRA(plain, 0)
     transposed = keras.layers.EinsumDense("ab,cb->ac", output_shape=3)  # kernel (3, 4): its last axis is the input's
     transposed.build((None, 4))
-    with pytest.raises(ValueError, match="last axis"):
-        LoRA(transposed, 2)
+    scaling = keras.layers.EinsumDense("abc,bc->abc", output_shape=(3, 4))  # the output's last axis is the input's
+    scaling.build((None, 3, 4))
+    for layer in (transposed, scaling):
+        with pytest.raises(ValueError, match="last axis"):
+            LoRA(layer, 2)
 
 
 def test_added_tokens_leave_the_old_vocabulary_alone(tiny):

@@ -50,9 +50,11 @@ class LoRA(keras.layers.Layer):
             raise ValueError(f"build {base.name} (call the model once) before wrapping it")
         if isinstance(base, keras.layers.EinsumDense):
             inputs, output = base.equation.replace(" ", "").split("->")
-            if inputs.split(",")[1][-1] != output[-1]:
+            x_axes, kernel_axes = inputs.split(",")
+            if kernel_axes[-1] != output[-1] or kernel_axes[-1] in x_axes:
                 raise ValueError(f"{base.name}'s equation {base.equation!r}: LoRA needs the kernel's last axis to be "
-                                 "the output's last axis (as in every Keras attention projection)")
+                                 "the output's last axis, and not an axis of the input (as in every Keras attention "
+                                 "projection)")
         self.base, self.rank = base, int(rank)
         self.alpha = float(rank if alpha is None else alpha)
         base.trainable = False
