@@ -10,7 +10,7 @@ import pytest
 
 from bigmodel_utils.models.bert import CharTokenizer
 from bigmodel_utils.models.gpt import (KVCache, build_gpt, forward_numpy, generate, gpt_shape, kv_cache_bytes,
-                                       load_gpt, matmul_params, ngram_perplexity, numpy_weights, repeated_ngram_share,
+                                       load_gpt, matmul_params, mean_nll, ngram_perplexity, numpy_weights, repeated_ngram_share,
                                        sampler, sampling_probabilities, save_gpt, token_stream, windows)
 from bigmodel_utils.models.transformer import keras
 
@@ -67,6 +67,22 @@ def test_numpy_forward_equals_keras_and_the_cache_equals_recomputation(model, we
     assert cache.nbytes == kv_cache_bytes(layers, heads, head_size, CONTEXT, batch=2, bytes_per_value=4)
     with pytest.raises(ValueError, match="exceed the model's context"):
         forward_numpy(weights, ids[:, :1], cache)
+
+
+def test_mean_nll_is_the_float64_cross_entropy_of_the_models_logits(model, tokenizer):
+    # against the plain definition: float64 log-softmax of the eager call's logits, 7 rows in batches of 3 (a
+    # shorter last batch), then the same through Keras's own loss
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(5, len(tokenizer), (7, 10)), rng.integers(5, len(tokenizer), (7, 10))
+    logits = keras.ops.convert_to_numpy(model(x, training=False)).astype(np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    want = -np.take_along_axis(log_p, y[..., None], -1).mean()
+    assert mean_nll(model, x, y, batch=3) == pytest.approx(want, rel=1e-6)
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits.astype("float32"))
+    assert mean_nll(model, x, y) == pytest.approx(float(keras_loss), rel=1e-5)
+    with pytest.raises(ValueError, match="one row of targets"):
+        mean_nll(model, x, y[:5])
 
 
 def test_kv_cache_bytes_rejects_nonsense():
