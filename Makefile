@@ -61,6 +61,7 @@ $(STAMP): $(LOCKS) jupyter/overrides.json
 	echo "$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock (in two halves, side by side)"; \
 	$(BIN)/python -m pip install --quiet --no-deps -r $(VENV)/.half-1.txt & one=$$!; \
 	$(BIN)/python -m pip install --quiet --no-deps -r $(VENV)/.half-2.txt & two=$$!; \
+	trap 'kill $$one $$two 2>/dev/null; exit 130' INT TERM HUP; \
 	wait $$one; a=$$?; wait $$two; b=$$?; rm -f $(VENV)/.others.txt $(VENV)/.half-1.txt $(VENV)/.half-2.txt; \
 	test $$a = 0 -a $$b = 0 || { echo "installing requirements.lock failed (see pip's message above)"; exit 1; }
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.lock

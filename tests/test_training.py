@@ -51,7 +51,8 @@ def test_fit_on_it_trains_exactly_as_fit_on_the_arrays():
         keras.utils.set_random_seed(0)
         model = build_mlm_model(build_encoder(40, 16, 16, 1, 2, 32, norm_first=True, dropout=0.1, name="tiny"), 40, 4)
         model.compile(optimizer=keras.optimizers.AdamW(1e-2),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"))
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+                      jit_compile=False)  # "auto" would pick XLA on a GPU
         history = feed(model)
         return history.history["loss"], model.get_weights()
 
