@@ -29,7 +29,7 @@ def _library_merges(texts, vocab_size, special_tokens=("[PAD]", "[UNK]")):
 def reviews():
     from bigmodel_utils.data import load_dataset
 
-    return load_dataset("reviews_zh", split="train")["text"].tolist()[:400]
+    return load_dataset("reviews_zh", split="train")["text"].tolist()[:200]
 
 
 @pytest.mark.parametrize("texts, vocab_size", [
@@ -43,10 +43,11 @@ def test_merges_equal_the_tokenizers_library_on_small_texts(texts, vocab_size):
 
 
 def test_merges_and_encodings_equal_the_library_on_reviews(reviews):
-    size = 2 + len(set("".join(reviews))) + 300  # the special tokens, the characters, and 300 merges
+    # the special tokens, the characters, and 200 merges of 200 reviews (5 s; 300 merges of 400 reviews took 13 s)
+    size = 2 + len(set("".join(reviews))) + 200
     ours = train_bpe(reviews, size)
     library, merges, vocab = _library_merges(reviews, size)
-    assert len(ours.merges) > 200, "the vocabulary grew well past the characters"
+    assert len(ours.merges) > 150, "the vocabulary grew well past the characters"
     assert ours.merges == merges and ours.tokens == vocab
     held_out = ["这本书写得非常好，值得一读。", "质量太差了，用了两天就坏了。"]
     for text in held_out:
