@@ -83,20 +83,35 @@ class WorkerResult:
     output: str
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` is still running (a zombie, already dead, does not count)."""
+    import psutil
+
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (psutil.Error, OSError):
+            continue
+    return False
+
+
 def _stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Terminate a worker's whole process group, then kill it if it does not exit within ``grace`` s."""
-    if proc.poll() is not None:
-        return
+    """Stop a worker's whole process group, the worker and whatever it started: TERM, then KILL what is still
+    running after ``grace`` s. Returns when no process of the group is left (or 10 s after the KILL), not when the
+    worker alone has exited: a process it started may take longer to go."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, sig)  # the worker leads its group (start_new_session)
         except (ProcessLookupError, PermissionError):
             pass
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + wait
+        while True:
+            if proc.poll() is not None and not _group_alive(proc.pid):
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
 
 
 def _tail(text: str, lines: int = 15) -> str:

@@ -88,6 +88,22 @@ def test_a_hanging_cluster_times_out_and_leaves_nothing_behind(tmp_path, process
     assert not processes_mentioning(marker)
 
 
+@needs_proc
+@pytest.mark.slow
+def test_a_child_that_ignores_term_is_killed_before_launch_workers_returns(tmp_path, processes_mentioning):
+    # the worker goes at the first TERM; what it started does not, and must not outlive launch_workers
+    marker, ready = f"deaf-{os.getpid()}-{tmp_path.name}", tmp_path / "ready"
+    child = (f"import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+             f"pathlib.Path({str(ready)!r}).touch(); time.sleep(120)")
+    code = ("import os, subprocess, sys, time; "
+            f"subprocess.Popen([sys.executable, '-c', {child!r}, '{marker}']); "
+            f"[time.sleep(0.05) for _ in range(200) if not os.path.exists({str(ready)!r})]; "
+            "print('waiting for a peer', flush=True); time.sleep(120)")
+    with pytest.raises(WorkerError, match=r"(?s)still running after 4 s.*waiting for a peer"):  # the child was ready
+        launch_workers([sys.executable, "-c", code, marker], n_workers=1, timeout=4)
+    assert not processes_mentioning(marker), "a child of a stopped worker is still running"
+
+
 def test_bad_arguments_are_refused_before_anything_starts():
     with pytest.raises(ValueError, match="command line"):
         launch_workers([])
