@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/finetuning_speed.py                   # 100 and 3,000 labels, both settings
     .venv/bin/python benchmarks/finetuning_speed.py --labels 300 --json out.json
+    .venv/bin/python benchmarks/finetuning_speed.py --concurrent      # two fits at once vs one after the other
 
 Chapter 07 fine-tunes a classifier on its mini-BERT encoder for each number of labels (its ``fit_classifier``:
 AdamW with warm-up and cosine decay, batches of 32, about 4,000 examples seen, early stopping on 500 validation
@@ -13,8 +14,14 @@ under op determinism, so before that function this script compared no XLA with n
 first-use costs). It reports the wall time of the whole call (compiling included: each call builds a new model, as
 the sweep does), the epochs early stopping let run and the time per epoch (the two settings may stop at different
 epochs, since XLA's arithmetic differs in the last bits), and the test accuracy. XLA compiles once per batch shape,
-so a small label count pays its compilation on few steps. Speed depends on the machine: the script prints what it
-measures, it checks nothing.
+so a small label count pays its compilation on few steps. Each row also gives ``cores_busy``: the process's CPU
+seconds over the wall seconds, out of the machine's cores (a small model leaves some of them idle).
+
+``--concurrent`` asks whether running two of the sweep's fits at once would use the idle cores: two models (seeds 0
+and 1, the chapter's setting, no XLA) are trained one after the other, then two fresh copies of them at once in two
+threads, and the script prints both wall times, the cores each kept busy and whether the two ways trained the same
+weights and test accuracies, bit for bit. Speed depends on the machine: the script prints what it measures, it checks
+nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -71,30 +79,66 @@ def fit_classifier(model, x, y, lr, early, test, jit):
     return float(model.evaluate(*test, verbose=0)[1]), len(history.history["loss"])
 
 
+def timed(function, *args):
+    """``function(*args)``, its wall seconds and the cores it kept busy (the process's CPU seconds, all threads, over
+    the wall seconds)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args)
+    seconds = time.perf_counter() - wall
+    return result, seconds, (time.process_time() - cpu) / seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 3000])
+    parser.add_argument("--concurrent", action="store_true",
+                        help="compare two fits one after the other with the same two fits at once (no XLA)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     tokenizer, (x_train, y_train), early, test = data()
     draw = np.random.default_rng(SEED).permutation(len(x_train))
-    def new_model():
-        seed_everything(SEED, deterministic=True)
+    def new_model(seed=SEED):
+        seed_everything(seed, deterministic=True)
         return build_classifier(build_encoder(len(tokenizer), SEQ_LEN, D_MODEL, N_LAYERS, N_HEADS, D_FF,
                                               norm_first=True, dropout=0.1, name="mini_bert"))
 
-    for jit in (False, True):  # warm-up, untimed: the first fit in a process pays TensorFlow's start-up
+    for jit in (False, True) if not args.concurrent else (False,):  # warm-up, untimed: TensorFlow's first-use costs
         fit_classifier(new_model(), x_train[draw[:64]], y_train[draw[:64]], 1e-3, early, test, jit)
     rows = []
     for n in args.labels:
         picked = draw[:n]
+        if args.concurrent:
+            def fit(model):
+                accuracy, epochs = fit_classifier(model, x_train[picked], y_train[picked], 1e-3, early, test, False)
+                return accuracy, epochs, model.get_weights()
+
+            def one_after_the_other(models):
+                return [fit(m) for m in models]
+
+            def at_once(models):
+                with ThreadPoolExecutor(len(models)) as pool:
+                    return list(pool.map(fit, models))
+
+            row = {"labels": n, "fits": 2}
+            outcomes = {}
+            for name, run in [("one_after_the_other", one_after_the_other), ("at_once", at_once)]:
+                models = [new_model(seed) for seed in (SEED, SEED + 1)]  # built one after the other: same weights
+                outcomes[name], seconds, cores = timed(run, models)
+                row |= {f"{name}_seconds": round(seconds, 1), f"{name}_cores_busy": round(cores, 2)}
+            a, b = outcomes["one_after_the_other"], outcomes["at_once"]
+            row["identical"] = all(x[0] == y[0] and x[1] == y[1] and all(np.array_equal(u, v) for u, v in zip(x[2], y[2]))
+                                   for x, y in zip(a, b))
+            row["test_accuracies"] = [round(x[0], 4) for x in a]
+            row["at_once_over_one_after_the_other"] = round(row["at_once_seconds"] / row["one_after_the_other_seconds"], 3)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            continue
         for jit in (False, True):
-            model = new_model()
-            start = time.perf_counter()
-            accuracy, epochs = fit_classifier(model, x_train[picked], y_train[picked], 1e-3, early, test, jit)
-            seconds = time.perf_counter() - start
+            (accuracy, epochs), seconds, cores = timed(fit_classifier, new_model(), x_train[picked], y_train[picked],
+                                                       1e-3, early, test, jit)
             row = {"labels": n, "jit_compile": jit, "seconds": round(seconds, 1), "epochs_run": epochs,
-                   "seconds_per_epoch": round(seconds / epochs, 2), "test_accuracy": round(accuracy, 4)}
+                   "seconds_per_epoch": round(seconds / epochs, 2), "cores_busy": round(cores, 2),
+                   "test_accuracy": round(accuracy, 4)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
