@@ -18,16 +18,18 @@ so a small label count pays its compilation on few steps. Each row also gives ``
 seconds over the wall seconds, out of the machine's cores (a small model leaves some of them idle).
 
 ``--concurrent`` asks whether running two of the sweep's fits at once would use the idle cores: two models (seeds 0
-and 1, the chapter's setting, no XLA) are trained one after the other, then two fresh copies of them at once in two
-threads, and the script prints both wall times, the cores each kept busy and whether the two ways trained the same
-weights and test accuracies, bit for bit. Speed depends on the machine: the script prints what it measures, it checks
-nothing.
+and 1, the chapter's setting, no XLA) are trained one after the other, and two fresh copies of them at once in two
+threads, in ``--rounds`` back-to-back pairs in alternating order (a shared machine's speed drifts: README,
+"Contributing and testing"). The script prints each pair's wall times and the cores each way kept busy, the median
+of the pair-by-pair ratio, and whether the two ways trained the same weights and test accuracies, bit for bit.
+Speed depends on the machine: the script prints what it measures, it checks nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -93,8 +95,11 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 3000])
     parser.add_argument("--concurrent", action="store_true",
                         help="compare two fits one after the other with the same two fits at once (no XLA)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --concurrent: timed pairs per label count")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     tokenizer, (x_train, y_train), early, test = data()
     draw = np.random.default_rng(SEED).permutation(len(x_train))
     def new_model(seed=SEED):
@@ -119,17 +124,24 @@ def main(argv=None) -> int:
                 with ThreadPoolExecutor(len(models)) as pool:
                     return list(pool.map(fit, models))
 
-            row = {"labels": n, "fits": 2}
-            outcomes = {}
-            for name, run in [("one_after_the_other", one_after_the_other), ("at_once", at_once)]:
-                models = [new_model(seed) for seed in (SEED, SEED + 1)]  # built one after the other: same weights
-                outcomes[name], seconds, cores = timed(run, models)
-                row |= {f"{name}_seconds": round(seconds, 1), f"{name}_cores_busy": round(cores, 2)}
-            a, b = outcomes["one_after_the_other"], outcomes["at_once"]
-            row["identical"] = all(x[0] == y[0] and x[1] == y[1] and all(np.array_equal(u, v) for u, v in zip(x[2], y[2]))
-                                   for x, y in zip(a, b))
-            row["test_accuracies"] = [round(x[0], 4) for x in a]
-            row["at_once_over_one_after_the_other"] = round(row["at_once_seconds"] / row["one_after_the_other_seconds"], 3)
+            row = {"labels": n, "fits": 2, "pairs": []}
+            identical, ratios = True, []
+            for r in range(args.rounds):
+                pair, outcomes = {}, {}
+                ways = [("one_after_the_other", one_after_the_other), ("at_once", at_once)]
+                for name, run in ways if r % 2 == 0 else ways[::-1]:
+                    models = [new_model(seed) for seed in (SEED, SEED + 1)]  # built one after the other: same weights
+                    outcomes[name], seconds, cores = timed(run, models)
+                    pair |= {f"{name}_seconds": round(seconds, 1), f"{name}_cores_busy": round(cores, 2)}
+                a, b = outcomes["one_after_the_other"], outcomes["at_once"]
+                identical &= all(x[0] == y[0] and x[1] == y[1] and all(np.array_equal(u, v) for u, v in zip(x[2], y[2]))
+                                 for x, y in zip(a, b))
+                ratios.append(pair["at_once_seconds"] / pair["one_after_the_other_seconds"])
+                row["pairs"].append(pair)
+                row["test_accuracies"] = [round(x[0], 4) for x in a]
+            row["identical"] = identical
+            row["at_once_over_one_after_the_other"] = [round(q, 3) for q in ratios]
+            row["ratio_median"] = round(statistics.median(ratios), 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
             continue
